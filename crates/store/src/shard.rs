@@ -1,0 +1,606 @@
+// Hot path: every key operation runs here under the shard's lock.
+
+//! One shard: a slab arena of entries with an exact LRU list, a TTL index and per-slot lists.
+//!
+//! # Layout
+//!
+//! Entries live in a `Vec` (the arena) and are named by their `u32` index. Three intrusive
+//! structures thread through the arena, so every operation is O(1) (TTL: O(log n)):
+//!
+//! - the hash index, a `hashbrown::HashTable<u32>` keyed by the entry's key (hash stored in
+//!   the entry, so the table never rehashes keys);
+//! - the LRU list (`prev`/`next`): head is the most recently used entry, tail the eviction
+//!   candidate; free arena slots reuse `next` as the free list;
+//! - one list per hash slot (`slot_prev`/`slot_next`) with a count, so a slot's keys can be
+//!   counted in O(1) and iterated in time proportional to the slot, which migration needs.
+//!
+//! # Expiry
+//!
+//! Keys with a TTL are also in a `BTreeSet<(expires_at_ms, index)>`. Reads check the deadline
+//! (an expired key is never returned: it is removed on the spot), and the active cycle pops
+//! due entries from the front of the set, a bounded number per call, so reclaiming costs
+//! O(expired · log n) and never a scan of live keys. This is the deterministic cousin of
+//! Redis's sampling cycle: every expired key is found, not 75% of them.
+//!
+//! # Memory
+//!
+//! Each entry is charged `key + value + ENTRY_OVERHEAD_BYTES`. A write that would take the
+//! shard over its budget evicts from the LRU tail (policy `allkeys-lru`) or is refused
+//! (`noeviction`). When the shard becomes empty its arena and table are released, so memory
+//! returns to its empty baseline after a mass expiry.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use hashbrown::HashTable;
+
+use crate::{EvictionPolicy, Item, ItemRef, Mutation, NewItem, WriteError};
+
+const NIL: u32 = u32::MAX;
+
+/// What one entry costs beyond its key and value: the arena slot, the index slot and the TTL
+/// index node (charged to every entry so accounting doesn't depend on the TTL).
+pub const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Entry>() + 8 + 32;
+
+#[derive(Debug)]
+struct Entry {
+    key: Bytes,
+    value: Bytes,
+    hash: u64,
+    /// Unix milliseconds; 0 means no expiry.
+    expires_at_ms: u64,
+    cas: u64,
+    flags: u32,
+    prev: u32,
+    next: u32,
+    slot_prev: u32,
+    slot_next: u32,
+    slot: u16,
+    live: bool,
+}
+
+impl Entry {
+    fn charge(&self) -> usize {
+        self.key.len() + self.value.len() + ENTRY_OVERHEAD_BYTES
+    }
+
+    fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms != 0 && self.expires_at_ms <= now_ms
+    }
+
+    fn as_ref(&self) -> ItemRef<'_> {
+        ItemRef {
+            value: &self.value,
+            expires_at_ms: (self.expires_at_ms != 0).then_some(self.expires_at_ms),
+            flags: self.flags,
+            cas: self.cas,
+        }
+    }
+
+    fn to_item(&self) -> Item {
+        self.as_ref().to_item()
+    }
+}
+
+/// Counters kept by a shard.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Live entries.
+    pub keys: usize,
+    /// Entries with a TTL.
+    pub keys_with_ttl: usize,
+    /// Bytes charged against the budget.
+    pub used_bytes: usize,
+    /// Lookups that found a live key.
+    pub hits: u64,
+    /// Lookups that found nothing (or only an expired key).
+    pub misses: u64,
+    /// Keys removed because their TTL passed.
+    pub expired: u64,
+    /// Keys removed to make room.
+    pub evicted: u64,
+}
+
+/// One shard of the keyspace. Not thread-safe by itself: the store wraps each in a mutex.
+#[derive(Debug)]
+pub struct Shard {
+    entries: Vec<Entry>,
+    free_head: u32,
+    index: HashTable<u32>,
+    lru_head: u32,
+    lru_tail: u32,
+    ttl: BTreeSet<(u64, u32)>,
+    /// Per local slot: (first entry, count). Local slot = slot >> shard_bits.
+    slots: Vec<(u32, u32)>,
+    shard_bits: u32,
+    budget_bytes: usize,
+    policy: EvictionPolicy,
+    max_value_bytes: usize,
+    next_cas: u64,
+    cas_step: u64,
+    rng: u64,
+    stats: ShardStats,
+}
+
+impl Shard {
+    /// Returns an empty shard number `shard_index` of `1 << shard_bits`.
+    pub fn new(shard_index: usize, shard_bits: u32) -> Self {
+        let slots_here = crate::SLOT_COUNT >> shard_bits;
+        Self {
+            entries: Vec::new(),
+            free_head: NIL,
+            index: HashTable::new(),
+            lru_head: NIL,
+            lru_tail: NIL,
+            ttl: BTreeSet::new(),
+            slots: vec![(NIL, 0); slots_here.max(1)],
+            shard_bits,
+            budget_bytes: 0,
+            policy: EvictionPolicy::AllKeysLru,
+            max_value_bytes: usize::MAX,
+            next_cas: shard_index as u64 + 1,
+            cas_step: 1u64 << shard_bits,
+            rng: 0x9E37_79B9_7F4A_7C15 ^ (shard_index as u64 + 1),
+            stats: ShardStats::default(),
+        }
+    }
+
+    /// Sets the memory budget (0 = unlimited), the policy and the value size limit.
+    pub fn configure(&mut self, budget_bytes: usize, policy: EvictionPolicy, max_value: usize) {
+        self.budget_bytes = budget_bytes;
+        self.policy = policy;
+        self.max_value_bytes = max_value;
+    }
+
+    /// Evicts until the shard fits its budget (after the budget was lowered).
+    pub fn enforce_budget(&mut self) {
+        if self.policy == EvictionPolicy::AllKeysLru {
+            self.evict_until(0, NIL);
+        }
+    }
+
+    /// Returns the shard's counters.
+    pub fn stats(&self) -> ShardStats {
+        ShardStats { keys: self.index.len(), keys_with_ttl: self.ttl.len(), ..self.stats }
+    }
+
+    /// Returns the number of live (possibly expired but not yet reclaimed) keys.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Returns true when the shard holds no keys.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    fn find(&self, key: &[u8], hash: u64) -> Option<u32> {
+        self.index.find(hash, |&i| self.entries[i as usize].key == key).copied()
+    }
+
+    /// Finds a live, unexpired entry; removes it if it has expired.
+    fn lookup(&mut self, key: &[u8], hash: u64, now_ms: u64) -> Option<u32> {
+        let idx = self.find(key, hash)?;
+        if self.entries[idx as usize].expired(now_ms) {
+            self.remove_at(idx);
+            self.stats.expired += 1;
+            return None;
+        }
+        Some(idx)
+    }
+
+    /// Returns the item and marks it most recently used; counts a hit or a miss.
+    pub fn get(&mut self, key: &[u8], hash: u64, now_ms: u64) -> Option<Item> {
+        match self.lookup(key, hash, now_ms) {
+            Some(idx) => {
+                self.stats.hits += 1;
+                self.touch_lru(idx);
+                Some(self.entries[idx as usize].to_item())
+            }
+            None => {
+                self.stats.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Returns the item without changing its LRU position or the hit counters.
+    pub fn peek(&mut self, key: &[u8], hash: u64, now_ms: u64) -> Option<Item> {
+        let idx = self.lookup(key, hash, now_ms)?;
+        Some(self.entries[idx as usize].to_item())
+    }
+
+    /// Returns true if the key exists; marks it used when `touch` is set.
+    pub fn contains(&mut self, key: &[u8], hash: u64, now_ms: u64, touch: bool) -> bool {
+        match self.lookup(key, hash, now_ms) {
+            Some(idx) => {
+                if touch {
+                    self.touch_lru(idx);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes the key; returns its item if it was live.
+    pub fn remove(&mut self, key: &[u8], hash: u64, now_ms: u64) -> Option<Item> {
+        let idx = self.lookup(key, hash, now_ms)?;
+        let item = self.entries[idx as usize].to_item();
+        self.remove_at(idx);
+        Some(item)
+    }
+
+    /// Reads the key (if live), lets `decide` choose what to do, and applies it.
+    ///
+    /// `decide` sees the current item; its [`Mutation`] keeps, removes, replaces the item or
+    /// changes its expiry. A replacement is checked against the value limit and the budget
+    /// (evicting older entries, never this one, under `allkeys-lru`) before anything changes,
+    /// so a refused write leaves the shard as it was.
+    pub fn mutate<R>(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        slot: u16,
+        now_ms: u64,
+        decide: impl FnOnce(Option<ItemRef<'_>>) -> Mutation<R>,
+    ) -> Result<R, WriteError> {
+        let found = self.lookup(key, hash, now_ms);
+        let mutation = decide(found.map(|i| self.entries[i as usize].as_ref()));
+        match mutation {
+            Mutation::Keep(r) => {
+                if let Some(idx) = found {
+                    self.touch_lru(idx);
+                }
+                Ok(r)
+            }
+            Mutation::Remove(r) => {
+                if let Some(idx) = found {
+                    self.remove_at(idx);
+                }
+                Ok(r)
+            }
+            Mutation::SetExpiry(expires_at_ms, r) => {
+                if let Some(idx) = found {
+                    self.set_expiry(idx, expires_at_ms.unwrap_or(0));
+                    self.touch_lru(idx);
+                }
+                Ok(r)
+            }
+            Mutation::Put(new, r) => {
+                self.put(key, hash, slot, found, now_ms, new)?;
+                Ok(r)
+            }
+        }
+    }
+
+    /// Stores `value` under `key`, replacing any current item.
+    pub(crate) fn put(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        slot: u16,
+        found: Option<u32>,
+        now_ms: u64,
+        new: NewItem,
+    ) -> Result<(), WriteError> {
+        let NewItem { value, expires_at_ms, flags } = new;
+        if value.len() > self.max_value_bytes {
+            return Err(WriteError::ValueTooLarge);
+        }
+        let expires_at_ms = expires_at_ms.unwrap_or(0);
+        let new_charge = key.len() + value.len() + ENTRY_OVERHEAD_BYTES;
+        let old_charge = found.map_or(0, |i| self.entries[i as usize].charge());
+        if self.budget_bytes > 0 && new_charge > old_charge {
+            let grow = new_charge - old_charge;
+            if self.stats.used_bytes + grow > self.budget_bytes {
+                // Expired keys go before any live key is evicted or a write refused.
+                self.expire_due(now_ms, usize::MAX);
+            }
+            if self.stats.used_bytes + grow > self.budget_bytes {
+                if self.policy == EvictionPolicy::NoEviction {
+                    return Err(WriteError::OutOfMemory);
+                }
+                if !self.evict_until(grow, found.unwrap_or(NIL)) {
+                    return Err(WriteError::OutOfMemory);
+                }
+            }
+        }
+        let cas = self.take_cas();
+        match found {
+            Some(idx) => {
+                self.set_expiry(idx, expires_at_ms);
+                let entry = &mut self.entries[idx as usize];
+                entry.value = value;
+                entry.flags = flags;
+                entry.cas = cas;
+                self.stats.used_bytes = self.stats.used_bytes - old_charge + new_charge;
+                self.touch_lru(idx);
+            }
+            None => {
+                let entry = Entry {
+                    key: Bytes::copy_from_slice(key),
+                    value,
+                    hash,
+                    expires_at_ms: 0,
+                    cas,
+                    flags,
+                    prev: NIL,
+                    next: NIL,
+                    slot_prev: NIL,
+                    slot_next: NIL,
+                    slot,
+                    live: true,
+                };
+                let idx = self.alloc(entry);
+                let entries = &self.entries;
+                self.index.insert_unique(hash, idx, |&i| entries[i as usize].hash);
+                self.link_front(idx);
+                self.link_slot(idx);
+                self.set_expiry(idx, expires_at_ms);
+                self.stats.used_bytes += new_charge;
+            }
+        }
+        Ok(())
+    }
+
+    /// Evicts LRU entries other than `keep` until `grow` more bytes fit the budget. Returns
+    /// false if even an otherwise empty shard can't fit them.
+    fn evict_until(&mut self, grow: usize, keep: u32) -> bool {
+        let mut victim = self.lru_tail;
+        while self.stats.used_bytes + grow > self.budget_bytes {
+            if victim == NIL {
+                return false;
+            }
+            if victim == keep {
+                victim = self.entries[victim as usize].prev;
+                continue;
+            }
+            let prev = self.entries[victim as usize].prev;
+            self.remove_at(victim);
+            self.stats.evicted += 1;
+            victim = prev;
+        }
+        true
+    }
+
+    fn take_cas(&mut self) -> u64 {
+        let cas = self.next_cas;
+        self.next_cas += self.cas_step;
+        cas
+    }
+
+    fn alloc(&mut self, entry: Entry) -> u32 {
+        if self.free_head != NIL {
+            let idx = self.free_head;
+            self.free_head = self.entries[idx as usize].next;
+            self.entries[idx as usize] = entry;
+            idx
+        } else {
+            // A shard never holds 4 billion entries: memory runs out long before.
+            let idx = self.entries.len() as u32;
+            self.entries.push(entry);
+            idx
+        }
+    }
+
+    fn set_expiry(&mut self, idx: u32, expires_at_ms: u64) {
+        let entry = &mut self.entries[idx as usize];
+        if entry.expires_at_ms == expires_at_ms {
+            return;
+        }
+        if entry.expires_at_ms != 0 {
+            self.ttl.remove(&(entry.expires_at_ms, idx));
+        }
+        entry.expires_at_ms = expires_at_ms;
+        if expires_at_ms != 0 {
+            self.ttl.insert((expires_at_ms, idx));
+        }
+    }
+
+    fn remove_at(&mut self, idx: u32) {
+        let (hash, charge, expires) = {
+            let e = &self.entries[idx as usize];
+            (e.hash, e.charge(), e.expires_at_ms)
+        };
+        if let Ok(slot) = self.index.find_entry(hash, |&i| i == idx) {
+            slot.remove();
+        }
+        if expires != 0 {
+            self.ttl.remove(&(expires, idx));
+        }
+        self.unlink_lru(idx);
+        self.unlink_slot(idx);
+        self.stats.used_bytes -= charge;
+        let free_head = self.free_head;
+        let e = &mut self.entries[idx as usize];
+        e.live = false;
+        e.key = Bytes::new();
+        e.value = Bytes::new();
+        e.expires_at_ms = 0;
+        e.next = free_head;
+        self.free_head = idx;
+        if self.index.is_empty() {
+            self.release();
+        }
+    }
+
+    /// Drops the arena and tables of an empty shard so its memory returns to the allocator.
+    fn release(&mut self) {
+        // Small shards keep their allocations: a key set and deleted over and over
+        // shouldn't reallocate each time.
+        if self.entries.capacity() > 1024 {
+            self.entries = Vec::new();
+            self.index = HashTable::new();
+        } else {
+            self.entries.clear();
+            self.index.clear();
+        }
+        self.ttl = BTreeSet::new();
+        self.free_head = NIL;
+        self.lru_head = NIL;
+        self.lru_tail = NIL;
+        self.slots.iter_mut().for_each(|s| *s = (NIL, 0));
+        self.stats.used_bytes = 0;
+    }
+
+    fn touch_lru(&mut self, idx: u32) {
+        if self.lru_head != idx {
+            self.unlink_lru(idx);
+            self.link_front(idx);
+        }
+    }
+
+    fn link_front(&mut self, idx: u32) {
+        let old_head = self.lru_head;
+        {
+            let e = &mut self.entries[idx as usize];
+            e.prev = NIL;
+            e.next = old_head;
+        }
+        if old_head != NIL {
+            self.entries[old_head as usize].prev = idx;
+        } else {
+            self.lru_tail = idx;
+        }
+        self.lru_head = idx;
+    }
+
+    fn unlink_lru(&mut self, idx: u32) {
+        let (prev, next) = {
+            let e = &self.entries[idx as usize];
+            (e.prev, e.next)
+        };
+        if prev != NIL {
+            self.entries[prev as usize].next = next;
+        } else {
+            self.lru_head = next;
+        }
+        if next != NIL {
+            self.entries[next as usize].prev = prev;
+        } else {
+            self.lru_tail = prev;
+        }
+    }
+
+    fn local_slot(&self, slot: u16) -> usize {
+        usize::from(slot) >> self.shard_bits
+    }
+
+    fn link_slot(&mut self, idx: u32) {
+        let local = self.local_slot(self.entries[idx as usize].slot);
+        let (head, count) = self.slots[local];
+        self.entries[idx as usize].slot_prev = NIL;
+        self.entries[idx as usize].slot_next = head;
+        if head != NIL {
+            self.entries[head as usize].slot_prev = idx;
+        }
+        self.slots[local] = (idx, count + 1);
+    }
+
+    fn unlink_slot(&mut self, idx: u32) {
+        let (prev, next, slot) = {
+            let e = &self.entries[idx as usize];
+            (e.slot_prev, e.slot_next, e.slot)
+        };
+        let local = self.local_slot(slot);
+        if prev != NIL {
+            self.entries[prev as usize].slot_next = next;
+        } else {
+            self.slots[local].0 = next;
+        }
+        if next != NIL {
+            self.entries[next as usize].slot_prev = prev;
+        }
+        self.slots[local].1 -= 1;
+    }
+
+    /// Removes up to `max` entries whose TTL has passed. Returns how many it removed and
+    /// whether more are already due.
+    pub fn expire_due(&mut self, now_ms: u64, max: usize) -> (usize, bool) {
+        let mut removed = 0;
+        while let Some(&(deadline, idx)) = self.ttl.first() {
+            if deadline > now_ms {
+                return (removed, false);
+            }
+            if removed == max {
+                return (removed, true);
+            }
+            self.remove_at(idx);
+            self.stats.expired += 1;
+            removed += 1;
+        }
+        (removed, false)
+    }
+
+    /// Returns the number of keys in `slot` (expired but unreclaimed keys included).
+    pub fn count_in_slot(&self, slot: u16) -> usize {
+        self.slots[self.local_slot(slot)].1 as usize
+    }
+
+    /// Returns up to `max` live keys of `slot`.
+    pub fn keys_in_slot(&self, slot: u16, max: usize, now_ms: u64) -> Vec<Bytes> {
+        let mut keys = Vec::new();
+        let mut cur = self.slots[self.local_slot(slot)].0;
+        while cur != NIL && keys.len() < max {
+            let e = &self.entries[cur as usize];
+            if !e.expired(now_ms) {
+                keys.push(e.key.clone());
+            }
+            cur = e.slot_next;
+        }
+        keys
+    }
+
+    /// Calls `f` with each live key from arena position `from`, until `f` returns false or the
+    /// arena ends. Returns the position after the last key visited (0 when the end was reached).
+    pub fn scan(&self, from: usize, now_ms: u64, mut f: impl FnMut(&Bytes) -> bool) -> usize {
+        let mut pos = from;
+        while pos < self.entries.len() {
+            let e = &self.entries[pos];
+            pos += 1;
+            if e.live && !e.expired(now_ms) && !f(&e.key) {
+                return if pos < self.entries.len() { pos } else { 0 };
+            }
+        }
+        0
+    }
+
+    /// Returns a random live key, if any.
+    pub fn random_key(&mut self, now_ms: u64) -> Option<Bytes> {
+        if self.index.is_empty() {
+            return None;
+        }
+        // xorshift64: cheap, and the only randomness this crate needs.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let n = self.entries.len();
+        let start = (self.rng % n as u64) as usize;
+        (0..n)
+            .map(|i| &self.entries[(start + i) % n])
+            .find(|e| e.live && !e.expired(now_ms))
+            .map(|e| e.key.clone())
+    }
+
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        self.release();
+    }
+
+    /// Returns the keys from least to most recently used (for tests and diagnostics).
+    pub fn lru_order(&self) -> Vec<Bytes> {
+        let mut keys = Vec::with_capacity(self.index.len());
+        let mut cur = self.lru_tail;
+        while cur != NIL {
+            keys.push(self.entries[cur as usize].key.clone());
+            cur = self.entries[cur as usize].prev;
+        }
+        keys
+    }
+
+    /// Looks the key up (removing it if expired) and returns its arena index.
+    pub(crate) fn locate(&mut self, key: &[u8], hash: u64, now_ms: u64) -> Option<u32> {
+        self.lookup(key, hash, now_ms)
+    }
+}
