@@ -135,7 +135,9 @@ impl Reply {
                     bulk(out, text.as_bytes());
                 }
             }
-            Reply::Bool(value) if resp3 => out.put_slice(if *value { b"#t\r\n" } else { b"#f\r\n" }),
+            Reply::Bool(value) if resp3 => {
+                out.put_slice(if *value { b"#t\r\n" } else { b"#f\r\n" })
+            }
             Reply::Bool(value) => int_line(out, b':', i64::from(*value)),
             Reply::Verbatim(format, data) if resp3 => {
                 int_line(out, b'=', (data.len() + 4) as i64);
@@ -213,13 +215,25 @@ mod tests {
             (Reply::Nil, "$-1\r\n", "_\r\n"),
             (Reply::NilArray, "*-1\r\n", "_\r\n"),
             (Reply::Array(vec![]), "*0\r\n", "*0\r\n"),
-            (Reply::Array(vec![Reply::Nil, Reply::Integer(1)]), "*2\r\n$-1\r\n:1\r\n", "*2\r\n_\r\n:1\r\n"),
+            (
+                Reply::Array(vec![Reply::Nil, Reply::Integer(1)]),
+                "*2\r\n$-1\r\n:1\r\n",
+                "*2\r\n_\r\n:1\r\n",
+            ),
             (map, "*2\r\n$1\r\na\r\n:1\r\n", "%1\r\n$1\r\na\r\n:1\r\n"),
-            (Reply::Set(vec![Reply::bulk("x")]), "*1\r\n$1\r\nx\r\n", "~1\r\n$1\r\nx\r\n"),
+            (
+                Reply::Set(vec![Reply::bulk("x")]),
+                "*1\r\n$1\r\nx\r\n",
+                "~1\r\n$1\r\nx\r\n",
+            ),
             (Reply::Double(1.5), "$3\r\n1.5\r\n", ",1.5\r\n"),
             (Reply::Double(f64::INFINITY), "$3\r\ninf\r\n", ",inf\r\n"),
             (Reply::Bool(true), ":1\r\n", "#t\r\n"),
-            (Reply::Verbatim("txt", Bytes::from_static(b"ab")), "$2\r\nab\r\n", "=6\r\ntxt:ab\r\n"),
+            (
+                Reply::Verbatim("txt", Bytes::from_static(b"ab")),
+                "$2\r\nab\r\n",
+                "=6\r\ntxt:ab\r\n",
+            ),
         ];
         for (reply, resp2, resp3) in table {
             assert_eq!(enc(&reply, Resp2), resp2, "{reply:?}");

@@ -89,7 +89,12 @@ pub struct RequestParser {
 impl RequestParser {
     /// Returns a parser enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
-        Self { limits, remaining: 0, pos: 0, ranges: Vec::new() }
+        Self {
+            limits,
+            remaining: 0,
+            pos: 0,
+            ranges: Vec::new(),
+        }
     }
 
     /// Returns the limits in force.
@@ -113,9 +118,12 @@ impl RequestParser {
         loop {
             if self.remaining == 0 && self.ranges.is_empty() {
                 // Between requests.
-                let Some(&first) = buf.first() else { return Ok(false) };
+                let Some(&first) = buf.first() else {
+                    return Ok(false);
+                };
                 if first == b'*' {
-                    let Some((count, next)) = read_line_int(buf, 1, ParseError::TooBigMultibulkLine)?
+                    let Some((count, next)) =
+                        read_line_int(buf, 1, ParseError::TooBigMultibulkLine)?
                     else {
                         return Ok(false);
                     };
@@ -143,7 +151,9 @@ impl RequestParser {
                 }
             }
             while self.remaining > 0 {
-                let Some(&marker) = buf.get(self.pos) else { return Ok(false) };
+                let Some(&marker) = buf.get(self.pos) else {
+                    return Ok(false);
+                };
                 if marker != b'$' {
                     return Err(ParseError::ExpectedBulk(marker));
                 }
@@ -216,7 +226,9 @@ fn read_line_int(buf: &[u8], from: usize, too_long: ParseError) -> Result<Option
         }
         return Ok(None);
     };
-    let Some(&lf) = window.get(cr + 1) else { return Ok(None) };
+    let Some(&lf) = window.get(cr + 1) else {
+        return Ok(None);
+    };
     let bad = if matches!(too_long, ParseError::TooBigMultibulkLine) {
         ParseError::InvalidMultibulkLength
     } else {
@@ -270,7 +282,9 @@ fn split_args(line: &[u8], args: &mut Vec<Bytes>) -> Result<()> {
         let mut in_single = false;
         loop {
             if in_double {
-                let Some(&c) = line.get(i) else { return Err(ParseError::UnbalancedQuotes) };
+                let Some(&c) = line.get(i) else {
+                    return Err(ParseError::UnbalancedQuotes);
+                };
                 if c == b'\\' && i + 3 < line.len() && line[i + 1] == b'x' {
                     if let (Some(h), Some(l)) = (hex(line[i + 2]), hex(line[i + 3])) {
                         current.push(h * 16 + l);
@@ -300,7 +314,9 @@ fn split_args(line: &[u8], args: &mut Vec<Bytes>) -> Result<()> {
                     i += 1;
                 }
             } else if in_single {
-                let Some(&c) = line.get(i) else { return Err(ParseError::UnbalancedQuotes) };
+                let Some(&c) = line.get(i) else {
+                    return Err(ParseError::UnbalancedQuotes);
+                };
                 if c == b'\\' && line.get(i + 1) == Some(&b'\'') {
                     current.push(b'\'');
                     i += 2;
@@ -357,7 +373,8 @@ mod tests {
 
     #[test]
     fn requests_parse_byte_exact() {
-        let table: &[(&[u8], &[&[&str]], Result<()>)] = &[
+        type Case<'a> = (&'a [u8], &'a [&'a [&'a str]], Result<()>);
+        let table: &[Case<'_>] = &[
             (b"*1\r\n$4\r\nPING\r\n", &[&["PING"]], Ok(())),
             (b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", &[&["GET", "k"]], Ok(())),
             (b"*2\r\n$3\r\nGET\r\n$0\r\n\r\n", &[&["GET", ""]], Ok(())),
@@ -372,11 +389,27 @@ mod tests {
             (b"echo \"abc\r\n", &[], Err(ParseError::UnbalancedQuotes)),
             (b"echo \"abc\"x\r\n", &[], Err(ParseError::UnbalancedQuotes)),
             (b"*x\r\n", &[], Err(ParseError::InvalidMultibulkLength)),
-            (b"*3000000000\r\n", &[], Err(ParseError::InvalidMultibulkLength)),
+            (
+                b"*3000000000\r\n",
+                &[],
+                Err(ParseError::InvalidMultibulkLength),
+            ),
             (b"*1\r\n$-1\r\n", &[], Err(ParseError::InvalidBulkLength)),
-            (b"*1\r\n$4294967296\r\n", &[], Err(ParseError::InvalidBulkLength)),
-            (b"*1\r\n$+1\r\nx\r\n", &[], Err(ParseError::InvalidBulkLength)),
-            (b"*1\r\n$01\r\nx\r\n", &[], Err(ParseError::InvalidBulkLength)),
+            (
+                b"*1\r\n$4294967296\r\n",
+                &[],
+                Err(ParseError::InvalidBulkLength),
+            ),
+            (
+                b"*1\r\n$+1\r\nx\r\n",
+                &[],
+                Err(ParseError::InvalidBulkLength),
+            ),
+            (
+                b"*1\r\n$01\r\nx\r\n",
+                &[],
+                Err(ParseError::InvalidBulkLength),
+            ),
             (b"*1\r\n:1\r\n", &[], Err(ParseError::ExpectedBulk(b':'))),
             (b"*1\r\n$1\r\nxyz", &[], Err(ParseError::MissingCrlf)),
             (b"*1\r\n$1x\r\n", &[], Err(ParseError::InvalidBulkLength)),
@@ -415,30 +448,49 @@ mod tests {
 
     #[test]
     fn bulk_over_limit_is_refused_before_reserving() {
-        let limits = Limits { max_bulk_bytes: 10, ..Limits::default() };
+        let limits = Limits {
+            max_bulk_bytes: 10,
+            ..Limits::default()
+        };
         let mut parser = RequestParser::new(limits);
         let mut buf = BytesMut::from(&b"*1\r\n$11\r\n"[..]);
         let mut args = Vec::new();
-        assert_eq!(parser.parse(&mut buf, &mut args), Err(ParseError::InvalidBulkLength));
+        assert_eq!(
+            parser.parse(&mut buf, &mut args),
+            Err(ParseError::InvalidBulkLength)
+        );
         assert!(buf.capacity() < 1024);
     }
 
     #[test]
     fn request_over_total_limit_is_refused() {
-        let limits = Limits { max_bulk_bytes: 10, max_args: 100, max_request_bytes: 30 };
+        let limits = Limits {
+            max_bulk_bytes: 10,
+            max_args: 100,
+            max_request_bytes: 30,
+        };
         let mut parser = RequestParser::new(limits);
         let mut buf = BytesMut::from(&b"*5\r\n$5\r\naaaaa\r\n$5\r\naaaaa\r\n$5\r\n"[..]);
         let mut args = Vec::new();
-        assert_eq!(parser.parse(&mut buf, &mut args), Err(ParseError::TooBigRequest));
+        assert_eq!(
+            parser.parse(&mut buf, &mut args),
+            Err(ParseError::TooBigRequest)
+        );
     }
 
     #[test]
     fn too_many_args_are_refused() {
-        let limits = Limits { max_args: 2, ..Limits::default() };
+        let limits = Limits {
+            max_args: 2,
+            ..Limits::default()
+        };
         let mut parser = RequestParser::new(limits);
         let mut buf = BytesMut::from(&b"*3\r\n"[..]);
         let mut args = Vec::new();
-        assert_eq!(parser.parse(&mut buf, &mut args), Err(ParseError::InvalidMultibulkLength));
+        assert_eq!(
+            parser.parse(&mut buf, &mut args),
+            Err(ParseError::InvalidMultibulkLength)
+        );
     }
 
     #[test]
@@ -462,7 +514,10 @@ mod tests {
             ParseError::InvalidBulkLength.to_string(),
             "Protocol error: invalid bulk length"
         );
-        assert_eq!(ParseError::ExpectedBulk(b'x').to_string(), "Protocol error: expected '$', got 'x'");
+        assert_eq!(
+            ParseError::ExpectedBulk(b'x').to_string(),
+            "Protocol error: expected '$', got 'x'"
+        );
     }
 
     #[test]
@@ -471,8 +526,17 @@ mod tests {
         assert_eq!(parse_i64(b"-12"), Some(-12));
         assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b""[..], b"-", b"+1", b" 1", b"1 ", b"01", b"-0", b"9223372036854775808", b"1a"]
-        {
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"01",
+            b"-0",
+            b"9223372036854775808",
+            b"1a",
+        ] {
             assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
     }

@@ -126,7 +126,11 @@ pub struct NewItem {
 impl NewItem {
     /// Returns an item with no expiry and no flags.
     pub fn new(value: Bytes) -> Self {
-        Self { value, expires_at_ms: None, flags: 0 }
+        Self {
+            value,
+            expires_at_ms: None,
+            flags: 0,
+        }
     }
 }
 
@@ -220,7 +224,9 @@ impl Store {
         let shards = config.shards.clamp(1, SLOT_COUNT).next_power_of_two();
         let shard_bits = shards.trailing_zeros();
         let store = Self {
-            shards: (0..shards).map(|i| Mutex::new(Shard::new(i, shard_bits))).collect(),
+            shards: (0..shards)
+                .map(|i| Mutex::new(Shard::new(i, shard_bits)))
+                .collect(),
             shard_bits,
             hasher: foldhash::fast::FixedState::with_seed(0x5eed_cafe),
             config: Mutex::new(config),
@@ -241,7 +247,10 @@ impl Store {
 
     /// Applies a new budget, policy or value limit; a lowered budget evicts at once.
     pub fn reconfigure(&self, config: StoreConfig) {
-        let config = StoreConfig { shards: self.shards.len(), ..config };
+        let config = StoreConfig {
+            shards: self.shards.len(),
+            ..config
+        };
         *lock(&self.config) = config;
         let share = config.max_memory_bytes.div_ceil(self.shards.len());
         for shard in self.shards.iter() {
@@ -301,7 +310,8 @@ impl Store {
         decide: impl FnOnce(Option<ItemRef<'_>>) -> Mutation<R>,
     ) -> Result<R> {
         let at = self.locate(key);
-        self.shard(at.shard).mutate(key, at.hash, at.slot, now_ms, decide)
+        self.shard(at.shard)
+            .mutate(key, at.hash, at.slot, now_ms, decide)
     }
 
     /// Stores all pairs atomically (every shard involved is locked first, in order). With
@@ -326,7 +336,14 @@ impl Store {
             let g = guard_index(&guards, at.shard);
             let shard = &mut guards[g].1;
             let found = shard.locate(key, at.hash, now_ms);
-            shard.put(key, at.hash, at.slot, found, now_ms, NewItem::new(value.clone()))?;
+            shard.put(
+                key,
+                at.hash,
+                at.slot,
+                found,
+                now_ms,
+                NewItem::new(value.clone()),
+            )?;
         }
         Ok(true)
     }
@@ -342,20 +359,33 @@ impl Store {
             return Ok(RenameOutcome::NoSuchKey);
         };
         if from == to {
-            return Ok(if nx { RenameOutcome::DestinationExists } else { RenameOutcome::Renamed });
+            return Ok(if nx {
+                RenameOutcome::DestinationExists
+            } else {
+                RenameOutcome::Renamed
+            });
         }
         let found = guards[di].1.locate(to, dst.hash, now_ms);
         if nx && found.is_some() {
             return Ok(RenameOutcome::DestinationExists);
         }
-        let moved = NewItem { value: item.value, expires_at_ms: item.expires_at_ms, flags: item.flags };
-        guards[di].1.put(to, dst.hash, dst.slot, found, now_ms, moved)?;
+        let moved = NewItem {
+            value: item.value,
+            expires_at_ms: item.expires_at_ms,
+            flags: item.flags,
+        };
+        guards[di]
+            .1
+            .put(to, dst.hash, dst.slot, found, now_ms, moved)?;
         guards[si].1.remove(from, src.hash, now_ms);
         Ok(RenameOutcome::Renamed)
     }
 
     /// Locks the given shards in ascending order (the one lock order, so no deadlock).
-    fn lock_many(&self, shards: impl Iterator<Item = usize>) -> Vec<(usize, MutexGuard<'_, Shard>)> {
+    fn lock_many(
+        &self,
+        shards: impl Iterator<Item = usize>,
+    ) -> Vec<(usize, MutexGuard<'_, Shard>)> {
         let mut indices: Vec<usize> = shards.collect();
         indices.sort_unstable();
         indices.dedup();
@@ -413,7 +443,8 @@ impl Store {
 
     /// Returns up to `max` keys of `slot`.
     pub fn keys_in_slot(&self, slot: u16, max: usize, now_ms: u64) -> Vec<Bytes> {
-        self.shard(self.slot_shard(slot)).keys_in_slot(slot, max, now_ms)
+        self.shard(self.slot_shard(slot))
+            .keys_in_slot(slot, max, now_ms)
     }
 
     fn slot_shard(&self, slot: u16) -> usize {
@@ -441,7 +472,11 @@ impl Store {
             shard += 1;
             pos = 0;
             if stopped {
-                return if shard < self.shards.len() { (shard as u64) << 32 } else { 0 };
+                return if shard < self.shards.len() {
+                    (shard as u64) << 32
+                } else {
+                    0
+                };
             }
         }
         0
@@ -468,7 +503,9 @@ fn guard_index(guards: &[(usize, MutexGuard<'_, Shard>)], shard: usize) -> usize
 /// Locks a mutex, ignoring poisoning: a panic in one request must not stop the node, and every
 /// shard operation leaves the shard consistent before it can panic.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

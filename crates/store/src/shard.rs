@@ -161,7 +161,11 @@ impl Shard {
 
     /// Returns the shard's counters.
     pub fn stats(&self) -> ShardStats {
-        ShardStats { keys: self.index.len(), keys_with_ttl: self.ttl.len(), ..self.stats }
+        ShardStats {
+            keys: self.index.len(),
+            keys_with_ttl: self.ttl.len(),
+            ..self.stats
+        }
     }
 
     /// Returns the number of live (possibly expired but not yet reclaimed) keys.
@@ -175,7 +179,9 @@ impl Shard {
     }
 
     fn find(&self, key: &[u8], hash: u64) -> Option<u32> {
-        self.index.find(hash, |&i| self.entries[i as usize].key == key).copied()
+        self.index
+            .find(hash, |&i| self.entries[i as usize].key == key)
+            .copied()
     }
 
     /// Finds a live, unexpired entry; removes it if it has expired.
@@ -284,7 +290,11 @@ impl Shard {
         now_ms: u64,
         new: NewItem,
     ) -> Result<(), WriteError> {
-        let NewItem { value, expires_at_ms, flags } = new;
+        let NewItem {
+            value,
+            expires_at_ms,
+            flags,
+        } = new;
         if value.len() > self.max_value_bytes {
             return Err(WriteError::ValueTooLarge);
         }
@@ -334,7 +344,8 @@ impl Shard {
                 };
                 let idx = self.alloc(entry);
                 let entries = &self.entries;
-                self.index.insert_unique(hash, idx, |&i| entries[i as usize].hash);
+                self.index
+                    .insert_unique(hash, idx, |&i| entries[i as usize].hash);
                 self.link_front(idx);
                 self.link_slot(idx);
                 self.set_expiry(idx, expires_at_ms);

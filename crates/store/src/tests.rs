@@ -12,15 +12,25 @@ fn b(s: &str) -> Bytes {
 }
 
 fn store(shards: usize, max_memory_bytes: usize) -> Store {
-    Store::new(StoreConfig { shards, max_memory_bytes, ..StoreConfig::default() })
+    Store::new(StoreConfig {
+        shards,
+        max_memory_bytes,
+        ..StoreConfig::default()
+    })
 }
 
 fn put(store: &Store, key: &str, value: &str, now: u64) {
-    store.set(key.as_bytes(), NewItem::new(b(value)), now).expect("set");
+    store
+        .set(key.as_bytes(), NewItem::new(b(value)), now)
+        .expect("set");
 }
 
 fn put_ttl(store: &Store, key: &str, value: &str, expires_at_ms: u64, now: u64) {
-    let item = NewItem { value: b(value), expires_at_ms: Some(expires_at_ms), flags: 0 };
+    let item = NewItem {
+        value: b(value),
+        expires_at_ms: Some(expires_at_ms),
+        flags: 0,
+    };
     store.set(key.as_bytes(), item, now).expect("set");
 }
 
@@ -130,8 +140,14 @@ fn noeviction_refuses_writes_over_budget_and_keeps_data() {
 
 #[test]
 fn oversized_value_is_refused_and_nothing_stored() {
-    let s = Store::new(StoreConfig { max_value_bytes: 8, ..StoreConfig::default() });
-    assert_eq!(s.set(b"k", NewItem::new(b("123456789")), 0), Err(WriteError::ValueTooLarge));
+    let s = Store::new(StoreConfig {
+        max_value_bytes: 8,
+        ..StoreConfig::default()
+    });
+    assert_eq!(
+        s.set(b"k", NewItem::new(b("123456789")), 0),
+        Err(WriteError::ValueTooLarge)
+    );
     assert_eq!(s.get(b"k", 0), None);
     put(&s, "k", "12345678", 0);
 }
@@ -142,7 +158,10 @@ fn lowering_the_budget_evicts_at_once() {
     for i in 0..10 {
         put(&s, &format!("k{i}"), "v", 0);
     }
-    s.reconfigure(StoreConfig { max_memory_bytes: charge("k0", "v") * 4, ..s.config() });
+    s.reconfigure(StoreConfig {
+        max_memory_bytes: charge("k0", "v") * 4,
+        ..s.config()
+    });
     assert_eq!(s.len(), 4);
     assert!(s.get(b"k9", 0).is_some());
     assert_eq!(s.get(b"k0", 0), None);
@@ -201,7 +220,10 @@ fn rename_moves_value_and_ttl_across_shards() {
     assert_eq!(s.get(b"a", 0), None);
     assert_eq!(s.rename(b"a", b"b", false, 0), Ok(RenameOutcome::NoSuchKey));
     put(&s, "b", "w", 0);
-    assert_eq!(s.rename(b"zzz", b"b", true, 0), Ok(RenameOutcome::DestinationExists));
+    assert_eq!(
+        s.rename(b"zzz", b"b", true, 0),
+        Ok(RenameOutcome::DestinationExists)
+    );
 }
 
 #[test]
@@ -239,7 +261,11 @@ fn random_key_finds_the_only_key() {
 /// Operations the model test draws.
 #[derive(Debug, Clone)]
 enum Op {
-    Set { key: u8, len: u8, ttl_ms: Option<u16> },
+    Set {
+        key: u8,
+        len: u8,
+        ttl_ms: Option<u16>,
+    },
     Get(u8),
     Remove(u8),
     Advance(u16),
@@ -265,7 +291,10 @@ struct Model {
 
 impl Model {
     fn used(&self) -> usize {
-        self.order.iter().map(|(k, len, _)| k.len() + len + ENTRY_OVERHEAD_BYTES).sum()
+        self.order
+            .iter()
+            .map(|(k, len, _)| k.len() + len + ENTRY_OVERHEAD_BYTES)
+            .sum()
     }
     fn drop_expired(&mut self, now: u64) {
         self.order.retain(|(_, _, exp)| exp.is_none_or(|e| e > now));

@@ -1,0 +1,222 @@
+//! Connection commands: PING, ECHO, HELLO, QUIT, SELECT, CLIENT.
+
+use bytes::Bytes;
+use resp::{Protocol, Reply};
+
+use super::{int_arg, is};
+use crate::errors;
+use crate::node::REDIS_COMPAT_VERSION;
+use crate::table::Ctx;
+
+/// PING [message]
+pub fn ping(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    match args.len() {
+        1 => Reply::simple("PONG"),
+        2 => Reply::Bulk(args[1].clone()),
+        _ => errors::arity("ping"),
+    }
+}
+
+/// ECHO message
+pub fn echo(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    Reply::Bulk(args[1].clone())
+}
+
+/// HELLO [protover [AUTH username password] [SETNAME clientname]]
+///
+/// Authentication is out of scope: like Redis with the default `nopass` user, any AUTH is
+/// accepted.
+pub fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let mut protocol = ctx.session.protocol;
+    if let Some(version) = args.get(1) {
+        protocol = match int_arg(version) {
+            Ok(2) => Protocol::Resp2,
+            Ok(3) => Protocol::Resp3,
+            Ok(_) => return Reply::error("NOPROTO unsupported protocol version"),
+            Err(_) => {
+                return Reply::error("ERR Protocol version is not an integer or out of range")
+            }
+        };
+    }
+    let mut name = None;
+    let mut i = 2;
+    while i < args.len() {
+        if is(&args[i], "auth") && i + 2 < args.len() {
+            i += 3;
+        } else if is(&args[i], "setname") && i + 1 < args.len() {
+            if let Err(reply) = check_name(&args[i + 1]) {
+                return reply;
+            }
+            name = Some(args[i + 1].clone());
+            i += 2;
+        } else {
+            return Reply::error_owned(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(&args[i])
+            ));
+        }
+    }
+    if let Some(name) = name {
+        set_names(ctx, |n| n.name = name);
+    }
+    ctx.session.set_protocol(protocol);
+    Reply::Map(vec![
+        (Reply::bulk_static(b"server"), Reply::bulk_static(b"redis")),
+        (
+            Reply::bulk_static(b"version"),
+            Reply::bulk_static(REDIS_COMPAT_VERSION.as_bytes()),
+        ),
+        (
+            Reply::bulk_static(b"proto"),
+            Reply::Integer(protocol.version()),
+        ),
+        (
+            Reply::bulk_static(b"id"),
+            Reply::Integer(ctx.session.info.id as i64),
+        ),
+        (
+            Reply::bulk_static(b"mode"),
+            Reply::bulk_static(b"standalone"),
+        ),
+        (Reply::bulk_static(b"role"), Reply::bulk_static(b"master")),
+        (Reply::bulk_static(b"modules"), Reply::Array(vec![])),
+    ])
+}
+
+/// QUIT
+pub fn quit(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
+    ctx.session.quit = true;
+    Reply::ok()
+}
+
+/// SELECT index (only database 0 exists)
+pub fn select(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    match int_arg(&args[1]) {
+        Ok(0) => Reply::ok(),
+        Ok(_) => Reply::error("ERR DB index is out of range"),
+        Err(reply) => reply,
+    }
+}
+
+/// Client names may not contain spaces, newlines or special characters (as Redis).
+fn check_name(name: &[u8]) -> Result<(), Reply> {
+    if name.iter().all(|&c| (b'!'..=b'~').contains(&c)) {
+        Ok(())
+    } else {
+        Err(Reply::error(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ))
+    }
+}
+
+fn set_names(ctx: &mut Ctx<'_>, f: impl FnOnce(&mut crate::node::ClientNames)) {
+    let mut names = ctx
+        .session
+        .info
+        .names
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    f(&mut names);
+}
+
+/// CLIENT ID | SETNAME | GETNAME | LIST | INFO | SETINFO | NO-EVICT | NO-TOUCH | HELP
+pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let sub = args[1].to_ascii_lowercase();
+    let argc = args.len();
+    match (sub.as_slice(), argc) {
+        (b"id", 2) => Reply::Integer(ctx.session.info.id as i64),
+        (b"setname", 3) => match check_name(&args[2]) {
+            Ok(()) => {
+                let name = args[2].clone();
+                set_names(ctx, |n| n.name = name);
+                Reply::ok()
+            }
+            Err(reply) => reply,
+        },
+        (b"getname", 2) => {
+            let name = ctx
+                .session
+                .info
+                .names
+                .lock()
+                .map(|n| n.name.clone())
+                .unwrap_or_default();
+            if name.is_empty() {
+                Reply::Nil
+            } else {
+                Reply::Bulk(name)
+            }
+        }
+        (b"list", _) => {
+            if argc > 2 && (argc < 4 || !is(&args[2], "type") && !is(&args[2], "id")) {
+                return errors::syntax();
+            }
+            let wanted_ids: Option<Vec<i64>> = (argc >= 4 && is(&args[2], "id"))
+                .then(|| args[3..].iter().filter_map(|a| int_arg(a).ok()).collect());
+            let mut text = String::new();
+            for client in ctx.node.clients() {
+                if wanted_ids
+                    .as_ref()
+                    .is_some_and(|ids| !ids.contains(&(client.id as i64)))
+                {
+                    continue;
+                }
+                text.push_str(&client.describe());
+                text.push('\n');
+            }
+            Reply::Verbatim("txt", Bytes::from(text))
+        }
+        (b"info", 2) => {
+            let mut text = ctx.session.info.describe();
+            text.push('\n');
+            Reply::Verbatim("txt", Bytes::from(text))
+        }
+        (b"setinfo", 4) => {
+            let value = args[3].clone();
+            if !value.iter().all(|&c| (b'!'..=b'~').contains(&c)) {
+                return Reply::error("ERR lib-name and lib-ver cannot contain spaces, newlines or special characters.");
+            }
+            if is(&args[2], "lib-name") {
+                set_names(ctx, |n| n.lib_name = value);
+            } else if is(&args[2], "lib-ver") {
+                set_names(ctx, |n| n.lib_ver = value);
+            } else {
+                return Reply::error_owned(format!(
+                    "ERR Unrecognized option '{}'",
+                    String::from_utf8_lossy(&args[2])
+                ));
+            }
+            Reply::ok()
+        }
+        (b"no-evict" | b"no-touch", 3) if is(&args[2], "on") || is(&args[2], "off") => Reply::ok(),
+        (b"help", 2) => Reply::Array(
+            [
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "ID",
+                "    Return the ID of the current connection.",
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "SETNAME <name>",
+                "    Assign the name <name> to the current connection.",
+                "LIST [TYPE normal] [ID <id> ...]",
+                "    Return information about client connections.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "SETINFO <option> <value>",
+                "    Set client meta attr (LIB-NAME or LIB-VER).",
+            ]
+            .iter()
+            .map(|l| Reply::simple(l))
+            .collect(),
+        ),
+        (
+            b"id" | b"setname" | b"getname" | b"info" | b"setinfo" | b"help" | b"no-evict"
+            | b"no-touch",
+            _,
+        ) => Reply::error_owned(format!(
+            "ERR wrong number of arguments for 'client|{}' command",
+            String::from_utf8_lossy(&sub)
+        )),
+        _ => errors::unknown_subcommand("client", &args[1]),
+    }
+}

@@ -1,0 +1,544 @@
+//! Server commands: COMMAND, INFO, CONFIG, DBSIZE, FLUSHALL/FLUSHDB, TIME.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Bytes;
+use resp::{Protocol, Reply};
+use store::EvictionPolicy;
+
+use super::is;
+use crate::errors;
+use crate::glob;
+use crate::node::{rss_bytes, Node, REDIS_COMPAT_VERSION, VERSION};
+use crate::table::{lookup, CommandSpec, Ctx, COMMANDS};
+
+fn command_info(spec: &CommandSpec) -> Reply {
+    Reply::Array(vec![
+        Reply::bulk_static(spec.name.as_bytes()),
+        Reply::Integer(i64::from(spec.arity)),
+        Reply::Set(spec.flags.iter().map(|f| Reply::simple(f)).collect()),
+        Reply::Integer(i64::from(spec.first_key)),
+        Reply::Integer(i64::from(spec.last_key)),
+        Reply::Integer(i64::from(spec.step)),
+        Reply::Set(vec![Reply::Simple(format!("@{}", spec.group).into())]),
+        Reply::Set(vec![]),
+        Reply::Array(vec![]),
+        Reply::Array(vec![]),
+    ])
+}
+
+fn command_docs(spec: &CommandSpec) -> Reply {
+    Reply::Map(vec![
+        (
+            Reply::bulk_static(b"summary"),
+            Reply::bulk_static(spec.summary.as_bytes()),
+        ),
+        (
+            Reply::bulk_static(b"since"),
+            Reply::bulk_static(spec.since.as_bytes()),
+        ),
+        (
+            Reply::bulk_static(b"group"),
+            Reply::bulk_static(spec.group.as_bytes()),
+        ),
+    ])
+}
+
+/// COMMAND [COUNT | INFO name... | DOCS name... | LIST | HELP]
+pub fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let Some(sub) = args.get(1) else {
+        return Reply::Array(COMMANDS.iter().map(command_info).collect());
+    };
+    let named = |names: &[Bytes]| -> Vec<&'static CommandSpec> {
+        if names.is_empty() {
+            COMMANDS.iter().collect()
+        } else {
+            names
+                .iter()
+                .filter_map(|n| lookup(n).map(|i| &COMMANDS[i]))
+                .collect()
+        }
+    };
+    if is(sub, "count") && args.len() == 2 {
+        Reply::Integer(COMMANDS.len() as i64)
+    } else if is(sub, "info") {
+        if args.len() == 2 {
+            return Reply::Array(COMMANDS.iter().map(command_info).collect());
+        }
+        Reply::Array(
+            args[2..]
+                .iter()
+                .map(|n| lookup(n).map_or(Reply::NilArray, |i| command_info(&COMMANDS[i])))
+                .collect(),
+        )
+    } else if is(sub, "docs") {
+        Reply::Map(
+            named(&args[2..])
+                .into_iter()
+                .map(|s| (Reply::bulk_static(s.name.as_bytes()), command_docs(s)))
+                .collect(),
+        )
+    } else if is(sub, "list") && args.len() == 2 {
+        Reply::Array(
+            COMMANDS
+                .iter()
+                .map(|s| Reply::bulk_static(s.name.as_bytes()))
+                .collect(),
+        )
+    } else if is(sub, "help") && args.len() == 2 {
+        Reply::Array(
+            [
+                "COMMAND",
+                "COUNT",
+                "INFO [<command-name> ...]",
+                "DOCS [<command-name> ...]",
+                "LIST",
+            ]
+            .iter()
+            .map(|l| Reply::simple(l))
+            .collect(),
+        )
+    } else {
+        errors::unknown_subcommand("command", sub)
+    }
+}
+
+/// DBSIZE
+pub fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
+    Reply::Integer(ctx.node.store.len() as i64)
+}
+
+/// FLUSHALL / FLUSHDB [ASYNC | SYNC]
+pub fn flush(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    match args.get(1) {
+        None => {}
+        Some(mode) if args.len() == 2 && (is(mode, "async") || is(mode, "sync")) => {}
+        Some(_) => return errors::syntax(),
+    }
+    ctx.node.store.clear();
+    Reply::ok()
+}
+
+/// TIME
+pub fn time(_ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Reply::Array(vec![
+        Reply::Bulk(Bytes::from(now.as_secs().to_string())),
+        Reply::Bulk(Bytes::from(now.subsec_micros().to_string())),
+    ])
+}
+
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "cluster",
+    "keyspace",
+];
+const ALL_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "commandstats",
+    "cluster",
+    "keyspace",
+];
+
+/// INFO [section ...]
+pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let mut wanted: Vec<&str> = Vec::new();
+    if args.len() == 1 {
+        wanted.extend(DEFAULT_SECTIONS);
+    }
+    for arg in &args[1..] {
+        let a = String::from_utf8_lossy(arg).to_ascii_lowercase();
+        match a.as_str() {
+            "default" => wanted.extend(DEFAULT_SECTIONS),
+            "all" | "everything" => wanted.extend(ALL_SECTIONS),
+            other => {
+                if let Some(s) = ALL_SECTIONS.iter().find(|s| **s == other) {
+                    wanted.push(s);
+                }
+            }
+        }
+    }
+    let mut text = String::new();
+    for section in ALL_SECTIONS.iter().filter(|s| wanted.contains(s)) {
+        if !text.is_empty() {
+            text.push_str("\r\n");
+        }
+        write_section(ctx.node, section, &mut text);
+    }
+    let text = Bytes::from(text);
+    match ctx.session.protocol {
+        Protocol::Resp3 => Reply::Verbatim("txt", text),
+        Protocol::Resp2 => Reply::Bulk(text),
+    }
+}
+
+fn write_section(node: &Node, section: &str, out: &mut String) {
+    let _ = write_section_inner(node, section, out);
+}
+
+fn write_section_inner(node: &Node, section: &str, out: &mut String) -> std::fmt::Result {
+    let stats = node.store.stats();
+    let config = node.store.config();
+    match section {
+        "server" => {
+            let uptime = node.started.elapsed().as_secs();
+            writeln!(out, "# Server\r")?;
+            writeln!(out, "redis_version:{REDIS_COMPAT_VERSION}\r")?;
+            writeln!(out, "ringcache_version:{VERSION}\r")?;
+            writeln!(out, "redis_mode:standalone\r")?;
+            writeln!(
+                out,
+                "os:{} {}\r",
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            )?;
+            writeln!(out, "arch_bits:64\r")?;
+            writeln!(out, "multiplexing_api:epoll\r")?;
+            writeln!(out, "process_id:{}\r", std::process::id())?;
+            writeln!(out, "run_id:{}\r", node.run_id)?;
+            writeln!(out, "tcp_port:{}\r", node.identity.port)?;
+            writeln!(out, "server_time_usec:{}\r", crate::unix_ms() * 1000)?;
+            writeln!(out, "uptime_in_seconds:{uptime}\r")?;
+            writeln!(out, "uptime_in_days:{}\r", uptime / 86_400)?;
+            writeln!(out, "io_threads_active:{}\r", node.identity.io_threads)?;
+            writeln!(
+                out,
+                "config_file:{}\r",
+                node.identity.config_file.as_deref().unwrap_or("")
+            )?;
+        }
+        "clients" => {
+            writeln!(out, "# Clients\r")?;
+            writeln!(out, "connected_clients:{}\r", node.client_count())?;
+            writeln!(
+                out,
+                "maxclients:{}\r",
+                node.settings.max_clients.load(Relaxed)
+            )?;
+            writeln!(out, "blocked_clients:0\r")?;
+        }
+        "memory" => {
+            let rss = rss_bytes();
+            writeln!(out, "# Memory\r")?;
+            writeln!(out, "used_memory:{}\r", stats.used_bytes)?;
+            writeln!(out, "used_memory_human:{}\r", human_bytes(stats.used_bytes))?;
+            writeln!(out, "used_memory_rss:{rss}\r")?;
+            writeln!(out, "used_memory_rss_human:{}\r", human_bytes(rss))?;
+            writeln!(out, "used_memory_dataset:{}\r", stats.used_bytes)?;
+            writeln!(out, "maxmemory:{}\r", config.max_memory_bytes)?;
+            writeln!(
+                out,
+                "maxmemory_human:{}\r",
+                human_bytes(config.max_memory_bytes)
+            )?;
+            writeln!(out, "maxmemory_policy:{}\r", config.policy.name())?;
+            writeln!(out, "max_value_bytes:{}\r", config.max_value_bytes)?;
+            writeln!(out, "mem_allocator:libc\r")?;
+        }
+        "persistence" => {
+            writeln!(out, "# Persistence\r")?;
+            writeln!(out, "loading:0\r")?;
+            writeln!(out, "rdb_changes_since_last_save:0\r")?;
+            writeln!(out, "aof_enabled:0\r")?;
+        }
+        "stats" => {
+            let s = &node.stats;
+            writeln!(out, "# Stats\r")?;
+            writeln!(
+                out,
+                "total_connections_received:{}\r",
+                s.connections_received.load(Relaxed)
+            )?;
+            writeln!(
+                out,
+                "total_commands_processed:{}\r",
+                node.commands_processed()
+            )?;
+            writeln!(
+                out,
+                "total_net_input_bytes:{}\r",
+                s.net_input_bytes.load(Relaxed)
+            )?;
+            writeln!(
+                out,
+                "total_net_output_bytes:{}\r",
+                s.net_output_bytes.load(Relaxed)
+            )?;
+            writeln!(
+                out,
+                "rejected_connections:{}\r",
+                s.rejected_connections.load(Relaxed)
+            )?;
+            writeln!(out, "expired_keys:{}\r", stats.expired)?;
+            writeln!(out, "evicted_keys:{}\r", stats.evicted)?;
+            writeln!(
+                out,
+                "evicted_clients:{}\r",
+                s.output_limit_disconnections.load(Relaxed)
+            )?;
+            writeln!(out, "keyspace_hits:{}\r", stats.hits)?;
+            writeln!(out, "keyspace_misses:{}\r", stats.misses)?;
+            writeln!(
+                out,
+                "total_error_replies:{}\r",
+                node.command_stats
+                    .iter()
+                    .map(|c| c.failed.load(Relaxed))
+                    .sum::<u64>()
+            )?;
+            writeln!(
+                out,
+                "unknown_commands:{}\r",
+                s.unknown_commands.load(Relaxed)
+            )?;
+            writeln!(out, "protocol_errors:{}\r", s.protocol_errors.load(Relaxed))?;
+        }
+        "replication" => {
+            writeln!(out, "# Replication\r")?;
+            writeln!(out, "role:master\r")?;
+            writeln!(out, "connected_slaves:0\r")?;
+        }
+        "cpu" => {
+            writeln!(out, "# CPU\r")?;
+        }
+        "commandstats" => {
+            writeln!(out, "# Commandstats\r")?;
+            for (spec, c) in COMMANDS.iter().zip(node.command_stats.iter()) {
+                let calls = c.calls.load(Relaxed);
+                if calls == 0 {
+                    continue;
+                }
+                let usec = c.usec.load(Relaxed);
+                writeln!(
+                    out,
+                    "cmdstat_{}:calls={calls},usec={usec},usec_per_call={:.2},rejected_calls=0,failed_calls={}\r",
+                    spec.name,
+                    usec as f64 / calls as f64,
+                    c.failed.load(Relaxed)
+                )?;
+            }
+        }
+        "cluster" => {
+            writeln!(out, "# Cluster\r")?;
+            writeln!(out, "cluster_enabled:0\r")?;
+        }
+        "keyspace" => {
+            writeln!(out, "# Keyspace\r")?;
+            if stats.keys > 0 {
+                writeln!(
+                    out,
+                    "db0:keys={},expires={},avg_ttl=0\r",
+                    stats.keys, stats.keys_with_ttl
+                )?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn human_bytes(n: usize) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n}B")
+    } else {
+        format!("{value:.2}{}", UNITS[unit])
+    }
+}
+
+/// Parses a memory size as Redis does: `100`, `1kb`, `64mb`, `1gb`, `1k` (1000), `1m`, `1g`.
+pub fn parse_memory(text: &str) -> Option<usize> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits.parse().ok()?;
+    let mul: usize = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+/// The parameters `CONFIG GET` knows, with their current values.
+fn config_values(node: &Node) -> Vec<(&'static str, String)> {
+    let c = node.store.config();
+    let s = &node.settings;
+    vec![
+        ("maxmemory", c.max_memory_bytes.to_string()),
+        ("maxmemory-policy", c.policy.name().to_owned()),
+        ("max-value-bytes", c.max_value_bytes.to_string()),
+        ("maxclients", s.max_clients.load(Relaxed).to_string()),
+        ("timeout", s.idle_timeout_secs.load(Relaxed).to_string()),
+        (
+            "proto-max-bulk-len",
+            s.proto_max_bulk_len.load(Relaxed).to_string(),
+        ),
+        (
+            "client-query-buffer-limit",
+            s.max_request_bytes.load(Relaxed).to_string(),
+        ),
+        (
+            "client-output-buffer-limit",
+            format!(
+                "normal {0} {0} 0 replica 0 0 0 pubsub 0 0 0",
+                s.client_output_limit_bytes.load(Relaxed)
+            ),
+        ),
+        ("port", node.identity.port.to_string()),
+        ("bind", node.identity.bind.clone()),
+        ("databases", "1".to_owned()),
+        ("save", String::new()),
+        ("appendonly", "no".to_owned()),
+        ("cluster-enabled", "no".to_owned()),
+        ("maxmemory-samples", "5".to_owned()),
+    ]
+}
+
+/// CONFIG GET pattern [pattern ...] | SET name value [name value ...] | RESETSTAT | HELP
+pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let sub = &args[1];
+    if is(sub, "get") {
+        if args.len() < 3 {
+            return errors::arity("config|get");
+        }
+        let values = config_values(ctx.node);
+        let pairs = values
+            .into_iter()
+            .filter(|(name, _)| {
+                args[2..]
+                    .iter()
+                    .any(|p| glob::matches(p, name.as_bytes(), true))
+            })
+            .map(|(name, value)| {
+                (
+                    Reply::bulk_static(name.as_bytes()),
+                    Reply::Bulk(Bytes::from(value)),
+                )
+            })
+            .collect();
+        Reply::Map(pairs)
+    } else if is(sub, "set") {
+        if args.len() < 4 || args.len() % 2 == 1 {
+            return errors::arity("config|set");
+        }
+        config_set(ctx.node, &args[2..])
+    } else if is(sub, "resetstat") && args.len() == 2 {
+        Reply::ok()
+    } else if is(sub, "help") && args.len() == 2 {
+        Reply::Array(
+            [
+                "CONFIG <subcommand>",
+                "GET <pattern>",
+                "SET <directive> <value>",
+                "RESETSTAT",
+            ]
+            .iter()
+            .map(|l| Reply::simple(l))
+            .collect(),
+        )
+    } else {
+        errors::unknown_subcommand("config", sub)
+    }
+}
+
+/// Applies CONFIG SET pairs: all are validated before any is applied.
+fn config_set(node: &Node, pairs: &[Bytes]) -> Reply {
+    let mut store_config = node.store.config();
+    // (setting, new value) pairs for the node's atomics, applied after validation.
+    let mut settings: Vec<(&std::sync::atomic::AtomicUsize, usize)> = Vec::new();
+    let mut idle_timeout_secs = None;
+    for pair in pairs.chunks_exact(2) {
+        let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        let value = String::from_utf8_lossy(&pair[1]).into_owned();
+        let invalid = || {
+            Reply::error_owned(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer"
+            ))
+        };
+        let size = parse_memory(&value);
+        let s = &node.settings;
+        match (name.as_str(), size) {
+            ("maxmemory", Some(n)) => store_config.max_memory_bytes = n,
+            ("max-value-bytes", Some(n)) if n > 0 => store_config.max_value_bytes = n,
+            ("maxclients", Some(n)) => settings.push((&s.max_clients, n)),
+            ("proto-max-bulk-len", Some(n)) if n > 0 => settings.push((&s.proto_max_bulk_len, n)),
+            ("client-query-buffer-limit", Some(n)) if n > 0 => settings.push((&s.max_request_bytes, n)),
+            ("timeout", Some(n)) => idle_timeout_secs = Some(n as u64),
+            ("maxmemory-policy", _) => match EvictionPolicy::from_name(&value) {
+                Some(p) => store_config.policy = p,
+                None => {
+                    return Reply::error(
+                        "ERR CONFIG SET failed (possibly related to argument 'maxmemory-policy') - argument(s) must be one of the following: allkeys-lru, noeviction",
+                    )
+                }
+            },
+            (
+                "maxmemory" | "max-value-bytes" | "maxclients" | "proto-max-bulk-len"
+                | "client-query-buffer-limit" | "timeout",
+                _,
+            ) => return invalid(),
+            ("port" | "bind" | "databases" | "cluster-enabled", _) => {
+                return Reply::error_owned(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
+                ))
+            }
+            _ => {
+                return Reply::error_owned(format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                ))
+            }
+        }
+    }
+    node.store.reconfigure(store_config);
+    for (setting, value) in settings {
+        setting.store(value, Relaxed);
+    }
+    if let Some(secs) = idle_timeout_secs {
+        node.settings.idle_timeout_secs.store(secs, Relaxed);
+    }
+    Reply::ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_memory;
+
+    #[test]
+    fn memory_sizes_parse_like_redis() {
+        assert_eq!(parse_memory("100"), Some(100));
+        assert_eq!(parse_memory("1kb"), Some(1024));
+        assert_eq!(parse_memory("1k"), Some(1000));
+        assert_eq!(parse_memory("2GB"), Some(2 << 30));
+        assert_eq!(parse_memory("64mb"), Some(64 << 20));
+        assert_eq!(parse_memory("x"), None);
+        assert_eq!(parse_memory("-1"), None);
+        assert_eq!(parse_memory("1tb"), None);
+    }
+}
