@@ -27,6 +27,7 @@ pub mod glob;
 pub mod node;
 pub mod table;
 
+pub use cmd::server::parse_memory;
 pub use node::{ClientInfo, Node, NodeSettings, Session};
 pub use table::{execute, lookup, CommandSpec, COMMANDS};
 

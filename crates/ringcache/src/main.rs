@@ -1,1 +1,24 @@
-fn main() {}
+//! The `ringcache` binary: a thin front over the library crates.
+
+use clap::{Parser, Subcommand};
+
+/// ringcache: a distributed in-memory key-value cache speaking RESP2/RESP3.
+#[derive(Debug, Parser)]
+#[command(name = "ringcache", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one cache node.
+    Server(Box<server::ServerArgs>),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => server::run(server::Config::resolve(*args)?),
+    }
+}

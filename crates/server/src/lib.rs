@@ -1,1 +1,252 @@
-//! placeholder
+//! A ringcache node: listeners, connection tasks, configuration, metrics and shutdown.
+//!
+//! Goals: serve the RESP protocol over the shared store with per-connection pipelining,
+//! bounded memory per client and graceful shutdown; expose `/metrics` and `/healthz`.
+//!
+//! Non-goals: command semantics (the `command` crate), protocol bytes (`resp`), storage
+//! (`store`).
+//!
+//! ```text
+//!  tokio runtime (N worker threads)
+//!  ├── accept loop (RESP) ──> one task per connection ──> command::execute ──> store shards
+//!  ├── expiry task: every 100 ms, reclaim due keys, ≤ 25 ms of CPU per tick
+//!  ├── admin HTTP (axum): /metrics, /healthz
+//!  └── shutdown: SIGTERM/SIGINT cancel a token; listeners stop, connections finish the
+//!      batch in hand and close, the process exits once they are gone (or after 5 s)
+//! ```
+//!
+//! Modules:
+//! - [`config`]: flags, environment, TOML file, defaults.
+//! - [`connection`]: the per-connection read/parse/execute/write loop.
+//! - [`metrics`] and [`admin`]: Prometheus collector and the HTTP listener.
+
+pub mod admin;
+pub mod config;
+pub mod connection;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use command::node::NodeIdentity;
+use command::{Node, NodeSettings};
+use store::{Store, StoreConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{Config, ServerArgs};
+
+/// How long shutdown waits for connections to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Period of the active expiry cycle.
+const EXPIRE_PERIOD: Duration = Duration::from_millis(100);
+/// CPU budget of one expiry tick.
+const EXPIRE_BUDGET: Duration = Duration::from_millis(25);
+/// Keys reclaimed per shard per lock hold, so a mass expiry never blocks a shard for long.
+const EXPIRE_BATCH: usize = 256;
+
+/// A started node.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The bound RESP address.
+    pub resp_addr: SocketAddr,
+    /// The bound admin HTTP address, if enabled.
+    pub admin_addr: Option<SocketAddr>,
+    /// The node's shared state.
+    pub node: Arc<Node>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl RunningServer {
+    /// Asks every task to stop.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until every task has stopped (after [`RunningServer::shutdown`]), at most `grace`.
+    /// Returns false if some were still running.
+    pub async fn wait(&self, grace: Duration) -> bool {
+        self.tracker.close();
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+fn build_node(config: &Config, port: u16) -> Node {
+    let store = Store::new(StoreConfig {
+        shards: config.shards,
+        max_memory_bytes: config.max_memory_bytes,
+        policy: config.policy,
+        max_value_bytes: config.max_value_bytes,
+    });
+    let settings = NodeSettings {
+        max_clients: AtomicUsize::new(config.max_clients),
+        idle_timeout_secs: AtomicU64::new(config.idle_timeout_secs),
+        proto_max_bulk_len: AtomicUsize::new(config.proto_max_bulk_len),
+        max_request_bytes: AtomicUsize::new(config.max_request_bytes),
+        client_output_limit_bytes: AtomicUsize::new(config.client_output_limit_bytes),
+    };
+    let identity = NodeIdentity {
+        bind: config.bind.to_string(),
+        port,
+        config_file: config.config_file.as_ref().map(|p| p.display().to_string()),
+        io_threads: config.threads,
+    };
+    Node::new(store, settings, identity)
+}
+
+/// Binds the listeners and starts every task of a node on the current runtime.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let listener = TcpListener::bind((config.bind, config.port))
+        .await
+        .with_context(|| format!("binding RESP listener on {}:{}", config.bind, config.port))?;
+    let resp_addr = listener.local_addr()?;
+    let node = Arc::new(build_node(&config, resp_addr.port()));
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let admin_addr = match config.admin_port {
+        Some(port) => {
+            let admin = TcpListener::bind((config.bind, port))
+                .await
+                .with_context(|| format!("binding admin listener on {}:{port}", config.bind))?;
+            let addr = admin.local_addr()?;
+            let router = admin::router(Arc::new(metrics::registry(node.clone())));
+            let token = shutdown.clone();
+            tracker.spawn(async move {
+                let served = axum::serve(admin, router)
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await;
+                if let Err(err) = served {
+                    tracing::error!(%err, "admin listener failed");
+                }
+            });
+            Some(addr)
+        }
+        None => None,
+    };
+
+    tracker.spawn(expire_loop(node.clone(), shutdown.clone()));
+    tracker.spawn(accept_loop(
+        listener,
+        node.clone(),
+        Duration::from_secs(config.client_write_timeout_secs.max(1)),
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+    tracing::info!(%resp_addr, ?admin_addr, maxmemory = config.max_memory_bytes, shards = node.store.shard_count(), "ringcache node ready");
+    Ok(RunningServer {
+        resp_addr,
+        admin_addr,
+        node,
+        shutdown,
+        tracker,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    node: Arc<Node>,
+    write_timeout: Duration,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (mut stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let local = stream.local_addr().unwrap_or(peer);
+        let Some(info) = node.register_client(peer, local) else {
+            tracker.spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stream
+                    .write_all(b"-ERR max number of clients reached\r\n")
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        };
+        let node = node.clone();
+        let token = shutdown.clone();
+        tracker.spawn(async move {
+            let id = info.id;
+            let close = connection::serve(node.clone(), stream, info, write_timeout, token).await;
+            tracing::debug!(client = id, ?close, "connection closed");
+            node.unregister_client(id);
+        });
+    }
+}
+
+/// The active expiry cycle: every tick, reclaim due keys in bounded batches per shard until
+/// none are due or the tick's CPU budget is spent.
+async fn expire_loop(node: Arc<Node>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(EXPIRE_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let started = Instant::now();
+        loop {
+            let (_, more) = node.store.expire_cycle(command::unix_ms(), EXPIRE_BATCH);
+            if !more || started.elapsed() >= EXPIRE_BUDGET {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Runs a node until SIGTERM or SIGINT, then shuts it down gracefully.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&config.log).context("invalid log filter")?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.threads)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let server = start(config).await?;
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        server.shutdown();
+        if !server.wait(SHUTDOWN_GRACE).await {
+            tracing::warn!("some connections did not close within the grace period");
+        }
+        tracing::info!("bye");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

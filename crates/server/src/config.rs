@@ -1,0 +1,256 @@
+//! Node configuration: command-line flags, environment variables and a TOML file.
+//!
+//! Precedence, highest first: flag, environment variable (`RINGCACHE_<NAME>`), file, default.
+//! Every flag's name matches its key in the file and its Redis `CONFIG` name where one exists
+//! (`maxmemory`, `maxmemory-policy`, `maxclients`, `timeout`, ...).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use store::EvictionPolicy;
+
+/// `ringcache server` flags. Every field is optional so a missing flag can fall back to the
+/// file and then the default.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServerArgs {
+    /// TOML configuration file (keys as the flags, e.g. `maxmemory = "2gb"`).
+    #[arg(long, env = "RINGCACHE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long, env = "RINGCACHE_BIND")]
+    pub bind: Option<IpAddr>,
+    /// RESP port [default: 6379].
+    #[arg(long, env = "RINGCACHE_PORT")]
+    pub port: Option<u16>,
+    /// Admin HTTP port for /metrics and /healthz [default: 9100]; 0 picks a free port.
+    #[arg(long, env = "RINGCACHE_ADMIN_PORT")]
+    pub admin_port: Option<u16>,
+    /// Disable the admin HTTP listener.
+    #[arg(long, env = "RINGCACHE_NO_ADMIN")]
+    #[serde(default)]
+    pub no_admin: bool,
+    /// Memory budget for keys and values, e.g. `512mb`, `2gb`; 0 = unlimited [default: 1gb].
+    #[arg(long, env = "RINGCACHE_MAXMEMORY")]
+    pub maxmemory: Option<String>,
+    /// `allkeys-lru` or `noeviction` [default: allkeys-lru].
+    #[arg(long, env = "RINGCACHE_MAXMEMORY_POLICY")]
+    pub maxmemory_policy: Option<String>,
+    /// Largest value accepted [default: 1mb].
+    #[arg(long, env = "RINGCACHE_MAX_VALUE_BYTES")]
+    pub max_value_bytes: Option<String>,
+    /// Most simultaneous clients [default: 10000].
+    #[arg(long, env = "RINGCACHE_MAXCLIENTS")]
+    pub maxclients: Option<usize>,
+    /// Close clients idle for this many seconds; 0 = never [default: 0].
+    #[arg(long, env = "RINGCACHE_TIMEOUT")]
+    pub timeout: Option<u64>,
+    /// Largest bulk string in a request [default: max-value-bytes + 64kb].
+    #[arg(long, env = "RINGCACHE_PROTO_MAX_BULK_LEN")]
+    pub proto_max_bulk_len: Option<String>,
+    /// Largest single request (all arguments together) [default: 64mb].
+    #[arg(long, env = "RINGCACHE_CLIENT_QUERY_BUFFER_LIMIT")]
+    pub client_query_buffer_limit: Option<String>,
+    /// Largest reply a client may have pending before it is disconnected [default: 64mb].
+    #[arg(long, env = "RINGCACHE_CLIENT_OUTPUT_BUFFER_LIMIT")]
+    pub client_output_buffer_limit: Option<String>,
+    /// Disconnect a client whose socket accepts no reply bytes for this many seconds
+    /// [default: 30].
+    #[arg(long, env = "RINGCACHE_CLIENT_WRITE_TIMEOUT")]
+    pub client_write_timeout: Option<u64>,
+    /// Store shards (rounded up to a power of two) [default: 8 per core, at least 16].
+    #[arg(long, env = "RINGCACHE_SHARDS")]
+    pub shards: Option<usize>,
+    /// Runtime worker threads [default: one per core].
+    #[arg(long, env = "RINGCACHE_THREADS")]
+    pub threads: Option<usize>,
+    /// Log filter, e.g. `info`, `ringcache=debug` [default: info].
+    #[arg(long, env = "RINGCACHE_LOG")]
+    pub log: Option<String>,
+}
+
+/// The resolved configuration of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Listen address.
+    pub bind: IpAddr,
+    /// RESP port (0: any free port).
+    pub port: u16,
+    /// Admin HTTP port (0: any free port); `None` disables it.
+    pub admin_port: Option<u16>,
+    /// Memory budget; 0 = unlimited.
+    pub max_memory_bytes: usize,
+    /// Eviction policy.
+    pub policy: EvictionPolicy,
+    /// Largest value.
+    pub max_value_bytes: usize,
+    /// Most clients.
+    pub max_clients: usize,
+    /// Idle timeout in seconds; 0 = never.
+    pub idle_timeout_secs: u64,
+    /// Largest bulk string.
+    pub proto_max_bulk_len: usize,
+    /// Largest request.
+    pub max_request_bytes: usize,
+    /// Largest pending reply per client.
+    pub client_output_limit_bytes: usize,
+    /// Seconds a blocked write may last.
+    pub client_write_timeout_secs: u64,
+    /// Store shards.
+    pub shards: usize,
+    /// Worker threads.
+    pub threads: usize,
+    /// Log filter.
+    pub log: String,
+    /// The configuration file used, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::resolve(ServerArgs::default())
+            .unwrap_or_else(|_| unreachable!("defaults are valid"))
+    }
+}
+
+fn size(value: Option<&String>, name: &str, default: usize) -> anyhow::Result<usize> {
+    match value {
+        None => Ok(default),
+        Some(text) => command::parse_memory(text)
+            .with_context(|| format!("invalid size for {name}: {text:?} (use e.g. 100mb, 2gb)")),
+    }
+}
+
+impl Config {
+    /// Merges flags (and environment, which clap already folded into them) over the file
+    /// named by `--config`, then defaults, and validates the result.
+    pub fn resolve(args: ServerArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str::<ServerArgs>(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => ServerArgs::default(),
+        };
+        macro_rules! pick {
+            ($field:ident) => {
+                args.$field.clone().or(file.$field.clone())
+            };
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let max_value_bytes = size(
+            pick!(max_value_bytes).as_ref(),
+            "max-value-bytes",
+            store::DEFAULT_MAX_VALUE_BYTES,
+        )?;
+        if max_value_bytes == 0 {
+            bail!("max-value-bytes must be positive");
+        }
+        let policy_name = pick!(maxmemory_policy).unwrap_or_else(|| "allkeys-lru".to_owned());
+        let policy = EvictionPolicy::from_name(&policy_name).with_context(|| {
+            format!("unknown maxmemory-policy {policy_name:?} (allkeys-lru, noeviction)")
+        })?;
+        let config = Config {
+            bind: pick!(bind).unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            port: pick!(port).unwrap_or(6379),
+            admin_port: if args.no_admin || file.no_admin {
+                None
+            } else {
+                Some(pick!(admin_port).unwrap_or(9100))
+            },
+            max_memory_bytes: size(pick!(maxmemory).as_ref(), "maxmemory", 1 << 30)?,
+            policy,
+            max_value_bytes,
+            max_clients: pick!(maxclients).unwrap_or(10_000),
+            idle_timeout_secs: pick!(timeout).unwrap_or(0),
+            proto_max_bulk_len: size(
+                pick!(proto_max_bulk_len).as_ref(),
+                "proto-max-bulk-len",
+                max_value_bytes + 64 * 1024,
+            )?,
+            max_request_bytes: size(
+                pick!(client_query_buffer_limit).as_ref(),
+                "client-query-buffer-limit",
+                64 << 20,
+            )?,
+            client_output_limit_bytes: size(
+                pick!(client_output_buffer_limit).as_ref(),
+                "client-output-buffer-limit",
+                64 << 20,
+            )?,
+            client_write_timeout_secs: pick!(client_write_timeout).unwrap_or(30),
+            shards: pick!(shards).unwrap_or((cores * 8).max(16)),
+            threads: pick!(threads).unwrap_or(cores).max(1),
+            log: pick!(log).unwrap_or_else(|| "info".to_owned()),
+            config_file: args.config.clone(),
+        };
+        if config.max_clients == 0 {
+            bail!("maxclients must be positive");
+        }
+        if config.proto_max_bulk_len == 0 || config.max_request_bytes == 0 {
+            bail!("proto-max-bulk-len and client-query-buffer-limit must be positive");
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_safe() {
+        let c = Config::default();
+        assert_eq!(c.bind, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!((c.port, c.admin_port), (6379, Some(9100)));
+        assert_eq!(c.max_memory_bytes, 1 << 30);
+        assert_eq!(c.max_value_bytes, 1 << 20);
+        assert_eq!(c.policy, EvictionPolicy::AllKeysLru);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("ringcache-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("node.toml");
+        std::fs::write(
+            &path,
+            "port = 7000\nmaxmemory = \"2mb\"\nmaxmemory-policy = \"noeviction\"\n",
+        )
+        .expect("write");
+        let args = ServerArgs {
+            config: Some(path.clone()),
+            port: Some(7001),
+            ..ServerArgs::default()
+        };
+        let c = Config::resolve(args).expect("valid");
+        assert_eq!(c.port, 7001);
+        assert_eq!(c.max_memory_bytes, 2 << 20);
+        assert_eq!(c.policy, EvictionPolicy::NoEviction);
+        std::fs::write(&path, "no-such-key = 1\n").expect("write");
+        let err = Config::resolve(ServerArgs {
+            config: Some(path),
+            ..ServerArgs::default()
+        });
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn bad_values_are_reported() {
+        let bad = ServerArgs {
+            maxmemory: Some("lots".into()),
+            ..ServerArgs::default()
+        };
+        assert!(Config::resolve(bad).is_err());
+        let bad = ServerArgs {
+            maxmemory_policy: Some("volatile-magic".into()),
+            ..ServerArgs::default()
+        };
+        assert!(Config::resolve(bad).is_err());
+    }
+}

@@ -1,0 +1,187 @@
+// Hot path: every RESP request is read, dispatched and answered here.
+
+//! One RESP connection: read, parse every complete request, execute, answer with one write.
+//!
+//! ```text
+//!   readable ─> read (≤ 64 KB) ─> parse ─> execute ─> encode ─┐  (repeat while complete
+//!      ^                                                     │   requests remain)
+//!      └──────────────── one write of all replies <──────────┘
+//! ```
+//!
+//! Memory per client is bounded: the read buffer holds at most one incomplete request (the
+//! parser checks every length against the limits before reserving), and replies are flushed
+//! whenever 64 KB accumulate, so a client pipelining 100 MB without reading its replies
+//! stalls its own connection (TCP backpressure) instead of growing the server. A write that
+//! makes no progress for `client-write-timeout` seconds, or a single reply larger than
+//! `client-output-buffer-limit`, disconnects the client. An idle connection holds no buffers
+//! at all: they are allocated when the socket becomes readable.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use command::{ClientInfo, Node, Session};
+use resp::{Limits, RequestParser};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// Replies are written out once this many bytes are pending.
+const FLUSH_AT_BYTES: usize = 64 * 1024;
+/// Bytes requested per read.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// Buffers larger than this are released once drained.
+const KEEP_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Why a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Close {
+    /// The client closed it, or sent QUIT.
+    Client,
+    /// Idle longer than `timeout`.
+    Idle,
+    /// Sent bytes that are not RESP.
+    ProtocolError,
+    /// Didn't read its replies in time, or one reply exceeded the output limit.
+    OutputLimit,
+    /// The server is shutting down.
+    Shutdown,
+    /// A socket error.
+    Io,
+}
+
+fn limits(node: &Node) -> Limits {
+    let s = &node.settings;
+    Limits {
+        max_bulk_bytes: s.proto_max_bulk_len.load(Relaxed),
+        max_args: 1024 * 1024,
+        max_request_bytes: s.max_request_bytes.load(Relaxed),
+    }
+}
+
+/// Serves one connection until it closes; returns why.
+pub async fn serve(
+    node: Arc<Node>,
+    mut stream: TcpStream,
+    info: Arc<ClientInfo>,
+    write_timeout: Duration,
+    shutdown: CancellationToken,
+) -> Close {
+    let _ = stream.set_nodelay(true);
+    let mut session = Session::new(info);
+    let mut parser = RequestParser::new(limits(&node));
+    let mut input = BytesMut::new();
+    let mut output = BytesMut::new();
+    let mut args: Vec<Bytes> = Vec::new();
+    loop {
+        let idle_secs = node.settings.idle_timeout_secs.load(Relaxed);
+        let readable = async {
+            if idle_secs == 0 {
+                Ok(stream.readable().await)
+            } else {
+                tokio::time::timeout(Duration::from_secs(idle_secs), stream.readable()).await
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Close::Shutdown,
+            ready = readable => match ready {
+                Err(_elapsed) => return Close::Idle,
+                Ok(Err(_)) => return Close::Io,
+                Ok(Ok(())) => {}
+            },
+        }
+        if input.capacity() - input.len() < READ_CHUNK_BYTES / 4 {
+            input.reserve(READ_CHUNK_BYTES);
+        }
+        match stream.try_read_buf(&mut input) {
+            Ok(0) => return Close::Client,
+            Ok(n) => {
+                node.stats.net_input_bytes.fetch_add(n as u64, Relaxed);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return Close::Io,
+        }
+        session.info.mark_active();
+        parser.set_limits(limits(&node));
+        let output_limit = node.settings.client_output_limit_bytes.load(Relaxed);
+        let mut closing = None;
+        loop {
+            match parser.parse(&mut input, &mut args) {
+                Ok(true) => {
+                    let reply = command::execute(&node, &mut session, &args);
+                    args.clear();
+                    reply.encode(session.protocol, &mut output);
+                    if output.len() > output_limit {
+                        node.stats.output_limit_disconnections.fetch_add(1, Relaxed);
+                        tracing::warn!(
+                            client = session.info.id,
+                            bytes = output.len(),
+                            "reply exceeds client-output-buffer-limit; closing"
+                        );
+                        return Close::OutputLimit;
+                    }
+                    if session.quit {
+                        closing = Some(Close::Client);
+                        break;
+                    }
+                    if output.len() >= FLUSH_AT_BYTES {
+                        if let Err(close) =
+                            flush(&node, &mut stream, &mut output, write_timeout).await
+                        {
+                            return close;
+                        }
+                    }
+                }
+                Ok(false) => break,
+                Err(err) => {
+                    node.stats.protocol_errors.fetch_add(1, Relaxed);
+                    tracing::debug!(client = session.info.id, %err, "protocol error; closing");
+                    resp::Reply::error_owned(format!("ERR {err}"))
+                        .encode(session.protocol, &mut output);
+                    closing = Some(Close::ProtocolError);
+                    break;
+                }
+            }
+        }
+        if !output.is_empty() {
+            if let Err(close) = flush(&node, &mut stream, &mut output, write_timeout).await {
+                return close;
+            }
+        }
+        if let Some(close) = closing {
+            let _ = stream.shutdown().await;
+            return close;
+        }
+        // Give back memory a large request or reply needed, once it is drained.
+        if input.is_empty() && input.capacity() > KEEP_BUFFER_BYTES {
+            input = BytesMut::new();
+        }
+        if output.capacity() > KEEP_BUFFER_BYTES {
+            output = BytesMut::new();
+        }
+    }
+}
+
+async fn flush(
+    node: &Node,
+    stream: &mut TcpStream,
+    output: &mut BytesMut,
+    write_timeout: Duration,
+) -> Result<(), Close> {
+    let n = output.len();
+    match tokio::time::timeout(write_timeout, stream.write_all(output)).await {
+        Ok(Ok(())) => {
+            node.stats.net_output_bytes.fetch_add(n as u64, Relaxed);
+            output.clear();
+            Ok(())
+        }
+        Ok(Err(_)) => Err(Close::Io),
+        Err(_elapsed) => {
+            node.stats.output_limit_disconnections.fetch_add(1, Relaxed);
+            tracing::warn!("client did not read its replies within client-write-timeout; closing");
+            Err(Close::OutputLimit)
+        }
+    }
+}

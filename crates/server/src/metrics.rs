@@ -1,0 +1,181 @@
+//! Prometheus metrics, collected from the node's counters at scrape time.
+//!
+//! The request path only bumps relaxed atomics (in `command::Node`); this collector turns
+//! them into OpenMetrics text when `/metrics` is scraped, so metrics cost nothing per request
+//! beyond those increments.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use command::node::LATENCY_BUCKETS_USEC;
+use command::{Node, COMMANDS};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+/// Exposes a node's counters.
+#[derive(Debug)]
+pub struct NodeCollector(pub Arc<Node>);
+
+fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> std::fmt::Result {
+    let c = ConstCounter::new(value);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: i64) -> std::fmt::Result {
+    let g = ConstGauge::new(value);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let node = &self.0;
+        let store = node.store.stats();
+        let config = node.store.config();
+        let s = &node.stats;
+        counter(
+            &mut e,
+            "ringcache_keyspace_hits",
+            "Reads that found their key.",
+            store.hits,
+        )?;
+        counter(
+            &mut e,
+            "ringcache_keyspace_misses",
+            "Reads that found no key.",
+            store.misses,
+        )?;
+        counter(
+            &mut e,
+            "ringcache_keys_evicted",
+            "Keys evicted to stay within maxmemory.",
+            store.evicted,
+        )?;
+        counter(
+            &mut e,
+            "ringcache_keys_expired",
+            "Keys removed because their TTL passed.",
+            store.expired,
+        )?;
+        gauge(&mut e, "ringcache_keys", "Keys held.", store.keys as i64)?;
+        gauge(
+            &mut e,
+            "ringcache_memory_used_bytes",
+            "Bytes charged against maxmemory.",
+            store.used_bytes as i64,
+        )?;
+        gauge(
+            &mut e,
+            "ringcache_memory_max_bytes",
+            "The maxmemory budget (0 = unlimited).",
+            config.max_memory_bytes as i64,
+        )?;
+        gauge(
+            &mut e,
+            "ringcache_memory_rss_bytes",
+            "Resident set size of the process.",
+            command::node::rss_bytes() as i64,
+        )?;
+        gauge(
+            &mut e,
+            "ringcache_connections_current",
+            "Connected clients.",
+            node.client_count() as i64,
+        )?;
+        counter(
+            &mut e,
+            "ringcache_connections_received",
+            "Connections accepted.",
+            s.connections_received.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "ringcache_connections_rejected",
+            "Connections refused at maxclients.",
+            s.rejected_connections.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "ringcache_connections_output_limit_closed",
+            "Clients closed for not reading replies or exceeding the output limit.",
+            s.output_limit_disconnections.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "ringcache_protocol_errors",
+            "Connections closed for malformed requests.",
+            s.protocol_errors.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "ringcache_net_input_bytes",
+            "Bytes read from clients.",
+            s.net_input_bytes.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "ringcache_net_output_bytes",
+            "Bytes written to clients.",
+            s.net_output_bytes.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "ringcache_commands_unknown",
+            "Unknown commands received.",
+            s.unknown_commands.load(Relaxed),
+        )?;
+
+        let mut calls = e.encode_descriptor(
+            "ringcache_commands",
+            "Commands executed, by command.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (spec, c) in COMMANDS.iter().zip(node.command_stats.iter()) {
+            let n = c.calls.load(Relaxed);
+            if n > 0 {
+                ConstCounter::new(n).encode(calls.encode_family(&[("cmd", spec.name)])?)?;
+            }
+        }
+        let mut failed = e.encode_descriptor(
+            "ringcache_commands_failed",
+            "Commands that replied with an error, by command.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (spec, c) in COMMANDS.iter().zip(node.command_stats.iter()) {
+            let n = c.failed.load(Relaxed);
+            if n > 0 {
+                ConstCounter::new(n).encode(failed.encode_family(&[("cmd", spec.name)])?)?;
+            }
+        }
+
+        let mut cumulative = 0u64;
+        let mut buckets = Vec::with_capacity(LATENCY_BUCKETS_USEC.len() + 1);
+        for (i, bound) in LATENCY_BUCKETS_USEC.iter().enumerate() {
+            cumulative += node.latency.buckets[i].load(Relaxed);
+            buckets.push((*bound as f64 / 1e6, cumulative));
+        }
+        cumulative += node.latency.buckets[LATENCY_BUCKETS_USEC.len()].load(Relaxed);
+        buckets.push((f64::INFINITY, cumulative));
+        let sum_secs = node.latency.sum_usec.load(Relaxed) as f64 / 1e6;
+        let mut h = e.encode_descriptor(
+            "ringcache_command_duration_seconds",
+            "Time to execute a command (excluding network), all commands.",
+            None,
+            MetricType::Histogram,
+        )?;
+        h.encode_histogram::<NoLabelSet>(sum_secs, cumulative, &buckets, None)?;
+        Ok(())
+    }
+}
+
+/// Returns a registry with the node's collector.
+pub fn registry(node: Arc<Node>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(NodeCollector(node)));
+    registry
+}
