@@ -10,8 +10,11 @@
 //! Modules:
 //! - [`parse`]: the incremental request parser ([`RequestParser`]) and its [`ParseError`].
 //! - [`encode`]: the [`Reply`] type and its RESP2/RESP3 encoding.
+//! - `invariants`: the parser properties checked by the fuzz target and the property tests.
 
 pub mod encode;
+#[doc(hidden)]
+pub mod invariants;
 pub mod parse;
 
 pub use encode::{Protocol, Reply};
