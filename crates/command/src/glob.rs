@@ -6,6 +6,11 @@
 /// O(pattern × text): a hostile `*a*a*a*...*b` can't stall the node as the naive recursive
 /// matcher would.
 pub fn matches(pattern: &[u8], text: &[u8], nocase: bool) -> bool {
+    // As Redis's `stringmatchlen`: an empty text matches only an empty pattern (`KEYS *`
+    // and `SCAN` without MATCH list the empty key without consulting the pattern).
+    if text.is_empty() {
+        return pattern.is_empty();
+    }
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < text.len() {
@@ -61,7 +66,7 @@ fn token(p: &[u8], c: u8, nocase: bool) -> (bool, usize) {
                 if p[i] == b'\\' && i + 1 < p.len() {
                     found |= eq(p[i + 1], c, nocase);
                     i += 2;
-                } else if p.get(i + 1) == Some(&b'-') && i + 2 < p.len() && p[i + 2] != b']' {
+                } else if p.get(i + 1) == Some(&b'-') && i + 2 < p.len() {
                     let (mut lo, mut hi) = (p[i], p[i + 2]);
                     if lo > hi {
                         std::mem::swap(&mut lo, &mut hi);
@@ -93,7 +98,6 @@ mod tests {
     #[test]
     fn globs_match_like_redis() {
         let yes: &[(&str, &str)] = &[
-            ("*", ""),
             ("*", "anything"),
             ("h?llo", "hello"),
             ("h*llo", "heeeello"),
@@ -110,6 +114,9 @@ mod tests {
             ("h[^e]llo", "hello"),
             ("a\\*b", "axb"),
             ("abc", "abcd"),
+            ("*", ""),
+            ("**", ""),
+            ("h[a-]llo", "h-llo"),
             (
                 "*a*b*c*d*e*f*g*h*i*j*k*",
                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",

@@ -78,9 +78,10 @@ macro_rules! spec {
 /// Every command this node implements.
 pub static COMMANDS: &[CommandSpec] = &[
     // connection
-    spec!("ping", -1, ["fast", "stale"], (0, 0, 0), "connection", "1.0.0", connection::ping, "Returns the server's liveliness response."),
-    spec!("echo", 2, ["fast", "stale"], (0, 0, 0), "connection", "1.0.0", connection::echo, "Returns the given string."),
+    spec!("ping", -1, ["fast"], (0, 0, 0), "connection", "1.0.0", connection::ping, "Returns the server's liveliness response."),
+    spec!("echo", 2, ["loading", "stale", "fast"], (0, 0, 0), "connection", "1.0.0", connection::echo, "Returns the given string."),
     spec!("hello", -1, ["noscript", "loading", "stale", "fast", "no_auth"], (0, 0, 0), "connection", "6.0.0", connection::hello, "Handshakes with the server."),
+    spec!("auth", -2, ["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], (0, 0, 0), "connection", "1.0.0", connection::auth, "Authenticates the connection."),
     spec!("quit", -1, ["noscript", "loading", "stale", "fast", "no_auth"], (0, 0, 0), "connection", "1.0.0", connection::quit, "Closes the connection."),
     spec!("select", 2, ["loading", "stale", "fast"], (0, 0, 0), "connection", "1.0.0", connection::select, "Changes the selected database."),
     spec!("client", -2, [], (0, 0, 0), "connection", "2.4.0", connection::client, "A container for client connection commands."),
@@ -112,6 +113,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("append", 3, ["write", "denyoom", "fast"], (1, 1, 1), "string", "2.0.0", string::append, "Appends a string to the value of a key."),
     spec!("strlen", 2, ["readonly", "fast"], (1, 1, 1), "string", "2.2.0", string::strlen, "Returns the length of a string value."),
     spec!("getrange", 4, ["readonly"], (1, 1, 1), "string", "2.4.0", string::getrange, "Returns a substring of the string stored at a key."),
+    spec!("substr", 4, ["readonly"], (1, 1, 1), "string", "1.0.0", string::getrange, "Returns a substring from a string value."),
     spec!("setrange", 4, ["write", "denyoom"], (1, 1, 1), "string", "2.2.0", string::setrange, "Overwrites a part of a string value with another by an offset."),
     // keyspace
     spec!("del", -2, ["write"], (1, -1, 1), "keyspace", "1.0.0", keyspace::del, "Deletes one or more keys."),

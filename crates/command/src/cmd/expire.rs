@@ -133,9 +133,9 @@ pub fn pttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     report(ctx, &args[1], |at, now| at.saturating_sub(now) as i64)
 }
 
-/// EXPIRETIME key
+/// EXPIRETIME key (seconds, rounded to the nearest, as Redis)
 pub fn expiretime(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
-    report(ctx, &args[1], |at, _| (at / 1000) as i64)
+    report(ctx, &args[1], |at, _| ((at + 500) / 1000) as i64)
 }
 
 /// PEXPIRETIME key

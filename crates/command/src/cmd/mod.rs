@@ -2,6 +2,7 @@
 
 pub mod connection;
 pub mod expire;
+pub mod float;
 pub mod keyspace;
 pub mod server;
 pub mod string;

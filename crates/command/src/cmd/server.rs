@@ -60,8 +60,17 @@ pub fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 .collect()
         }
     };
-    if is(sub, "count") && args.len() == 2 {
+    let fixed_arity = ["count", "list", "help"];
+    if args.len() > 2 && fixed_arity.iter().any(|w| is(sub, w)) {
+        return errors::arity(&format!(
+            "command|{}",
+            String::from_utf8_lossy(sub).to_ascii_lowercase()
+        ));
+    }
+    if is(sub, "count") {
         Reply::Integer(COMMANDS.len() as i64)
+    } else if is(sub, "getkeys") {
+        getkeys(&args[2..])
     } else if is(sub, "info") {
         if args.len() == 2 {
             return Reply::Array(COMMANDS.iter().map(command_info).collect());
@@ -69,7 +78,7 @@ pub fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         Reply::Array(
             args[2..]
                 .iter()
-                .map(|n| lookup(n).map_or(Reply::NilArray, |i| command_info(&COMMANDS[i])))
+                .map(|n| lookup(n).map_or(Reply::Nil, |i| command_info(&COMMANDS[i])))
                 .collect(),
         )
     } else if is(sub, "docs") {
@@ -79,7 +88,7 @@ pub fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 .map(|s| (Reply::bulk_static(s.name.as_bytes()), command_docs(s)))
                 .collect(),
         )
-    } else if is(sub, "list") && args.len() == 2 {
+    } else if is(sub, "list") {
         Reply::Array(
             COMMANDS
                 .iter()
@@ -102,6 +111,35 @@ pub fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     } else {
         errors::unknown_subcommand("command", sub)
     }
+}
+
+/// COMMAND GETKEYS command [arg ...]: the key arguments, from the table's key positions.
+fn getkeys(command: &[Bytes]) -> Reply {
+    let Some(spec) = command
+        .first()
+        .and_then(|n| lookup(n))
+        .map(|i| &COMMANDS[i])
+    else {
+        return Reply::error("ERR Invalid command specified");
+    };
+    let argc = command.len() as i64;
+    let arity = i64::from(spec.arity);
+    if (arity > 0 && argc != arity) || argc < arity.abs() {
+        return Reply::error("ERR Invalid number of arguments specified for command");
+    }
+    if spec.first_key == 0 {
+        return Reply::error("ERR The command has no key arguments");
+    }
+    let last = if spec.last_key < 0 {
+        argc + i64::from(spec.last_key)
+    } else {
+        i64::from(spec.last_key)
+    };
+    let keys = (i64::from(spec.first_key)..=last.min(argc - 1))
+        .step_by(spec.step.max(1) as usize)
+        .map(|i| Reply::Bulk(command[i as usize].clone()))
+        .collect();
+    Reply::Array(keys)
 }
 
 /// DBSIZE
@@ -369,7 +407,7 @@ fn human_bytes(n: usize) -> String {
 
 /// Parses a memory size as Redis does: `100`, `1kb`, `64mb`, `1gb`, `1k` (1000), `1m`, `1g`.
 pub fn parse_memory(text: &str) -> Option<usize> {
-    let t = text.trim().to_ascii_lowercase();
+    let t = text.to_ascii_lowercase();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
     let n: usize = digits.parse().ok()?;
@@ -449,9 +487,14 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             return errors::arity("config|set");
         }
         config_set(ctx.node, &args[2..])
-    } else if is(sub, "resetstat") && args.len() == 2 {
+    } else if (is(sub, "resetstat") || is(sub, "help")) && args.len() > 2 {
+        errors::arity(&format!(
+            "config|{}",
+            String::from_utf8_lossy(sub).to_ascii_lowercase()
+        ))
+    } else if is(sub, "resetstat") {
         Reply::ok()
-    } else if is(sub, "help") && args.len() == 2 {
+    } else if is(sub, "help") {
         Reply::Array(
             [
                 "CONFIG <subcommand>",
@@ -468,52 +511,72 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
-/// Applies CONFIG SET pairs: all are validated before any is applied.
+/// Applies CONFIG SET pairs: all are validated (values, ranges, duplicates) before any is
+/// applied, with Redis's error texts.
 fn config_set(node: &Node, pairs: &[Bytes]) -> Reply {
     let mut store_config = node.store.config();
     // (setting, new value) pairs for the node's atomics, applied after validation.
     let mut settings: Vec<(&std::sync::atomic::AtomicUsize, usize)> = Vec::new();
     let mut idle_timeout_secs = None;
+    let mut seen: Vec<String> = Vec::new();
     for pair in pairs.chunks_exact(2) {
         let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
         let value = String::from_utf8_lossy(&pair[1]).into_owned();
-        let invalid = || {
+        let failed = |why: &str| {
             Reply::error_owned(format!(
-                "ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer"
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - {why}"
             ))
         };
-        let size = parse_memory(&value);
+        if seen.contains(&name) {
+            return failed("duplicate parameter");
+        }
+        seen.push(name.clone());
         let s = &node.settings;
-        match (name.as_str(), size) {
-            ("maxmemory", Some(n)) => store_config.max_memory_bytes = n,
-            ("max-value-bytes", Some(n)) if n > 0 => store_config.max_value_bytes = n,
-            ("maxclients", Some(n)) => settings.push((&s.max_clients, n)),
-            ("proto-max-bulk-len", Some(n)) if n > 0 => settings.push((&s.proto_max_bulk_len, n)),
-            ("client-query-buffer-limit", Some(n)) if n > 0 => settings.push((&s.max_request_bytes, n)),
-            ("timeout", Some(n)) => idle_timeout_secs = Some(n as u64),
-            ("maxmemory-policy", _) => match EvictionPolicy::from_name(&value) {
-                Some(p) => store_config.policy = p,
-                None => {
-                    return Reply::error(
-                        "ERR CONFIG SET failed (possibly related to argument 'maxmemory-policy') - argument(s) must be one of the following: allkeys-lru, noeviction",
-                    )
-                }
+        let memory =
+            || parse_memory(&value).ok_or_else(|| failed("argument must be a memory value"));
+        let ranged = |lo: i64, hi: i64| match resp::parse::parse_i64(value.as_bytes()) {
+            Some(n) if (lo..=hi).contains(&n) => Ok(n),
+            Some(_) => Err(failed(&format!(
+                "argument must be between {lo} and {hi} inclusive"
+            ))),
+            None => Err(failed("argument couldn't be parsed into an integer")),
+        };
+        let outcome: Result<(), Reply> = match name.as_str() {
+            "maxmemory" => memory().map(|n| store_config.max_memory_bytes = n),
+            "max-value-bytes" => match memory() {
+                Ok(0) => Err(failed("argument must be a positive memory value")),
+                other => other.map(|n| store_config.max_value_bytes = n),
             },
-            (
-                "maxmemory" | "max-value-bytes" | "maxclients" | "proto-max-bulk-len"
-                | "client-query-buffer-limit" | "timeout",
-                _,
-            ) => return invalid(),
-            ("port" | "bind" | "databases" | "cluster-enabled", _) => {
-                return Reply::error_owned(format!(
-                    "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
-                ))
+            "proto-max-bulk-len" | "client-query-buffer-limit" => match memory() {
+                Ok(0) => Err(failed("argument must be a positive memory value")),
+                Ok(n) if name == "proto-max-bulk-len" => {
+                    settings.push((&s.proto_max_bulk_len, n));
+                    Ok(())
+                }
+                other => other.map(|n| settings.push((&s.max_request_bytes, n))),
+            },
+            "maxclients" => {
+                ranged(1, u32::MAX.into()).map(|n| settings.push((&s.max_clients, n as usize)))
             }
-            _ => {
-                return Reply::error_owned(format!(
-                    "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
-                ))
+            "timeout" => ranged(0, i32::MAX.into()).map(|n| idle_timeout_secs = Some(n as u64)),
+            "maxmemory-policy" => match EvictionPolicy::from_name(&value) {
+                Some(p) => {
+                    store_config.policy = p;
+                    Ok(())
+                }
+                None => Err(failed(
+                    "argument(s) must be one of the following: allkeys-lru, noeviction",
+                )),
+            },
+            "port" | "bind" | "databases" | "cluster-enabled" => {
+                Err(failed("can't set immutable config"))
             }
+            _ => Err(Reply::error_owned(format!(
+                "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+            ))),
+        };
+        if let Err(reply) = outcome {
+            return reply;
         }
     }
     node.store.reconfigure(store_config);

@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 use resp::Reply;
 use store::{ItemRef, Mutation, NewItem};
 
+use super::float::{self, parse_float};
 use super::{deadline_ms, int_arg, int_bytes, is, owned, ExpiryUnit};
 use crate::errors;
 use crate::table::Ctx;
@@ -38,43 +39,49 @@ enum SetExpiry {
     At(u64),
 }
 
+/// The unit of an expiry option word (`EX`, `PX`, `EXAT`, `PXAT`), if it is one.
+fn expiry_unit(word: &[u8]) -> Option<ExpiryUnit> {
+    match word.to_ascii_lowercase().as_slice() {
+        b"ex" => Some(ExpiryUnit::Seconds),
+        b"px" => Some(ExpiryUnit::Millis),
+        b"exat" => Some(ExpiryUnit::UnixSeconds),
+        b"pxat" => Some(ExpiryUnit::UnixMillis),
+        _ => None,
+    }
+}
+
 /// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]
+///
+/// As in Redis, repeating an option is allowed (the last amount wins); combining
+/// incompatible ones (NX with XX, two different expiry forms) is a syntax error.
 pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let mut condition = Condition::Always;
     let mut expiry = SetExpiry::Clear;
-    let mut expiry_given = false;
+    // Which expiry option was given: a unit, or None for KEEPTTL.
+    let mut expiry_option: Option<Option<ExpiryUnit>> = None;
     let mut want_old = false;
     let mut i = 3;
     while i < args.len() {
         let opt = &args[i];
-        let next = args.get(i + 1);
-        if is(opt, "nx") && condition == Condition::Always {
+        let unit = expiry_unit(opt);
+        if is(opt, "nx") && condition != Condition::IfPresent {
             condition = Condition::IfAbsent;
-        } else if is(opt, "xx") && condition == Condition::Always {
+        } else if is(opt, "xx") && condition != Condition::IfAbsent {
             condition = Condition::IfPresent;
-        } else if is(opt, "get") && !want_old {
+        } else if is(opt, "get") {
             want_old = true;
-        } else if is(opt, "keepttl") && !expiry_given {
+        } else if is(opt, "keepttl") && expiry_option.is_none_or(|o| o.is_none()) {
             expiry = SetExpiry::Keep;
-            expiry_given = true;
-        } else if !expiry_given
-            && next.is_some()
-            && ["ex", "px", "exat", "pxat"].iter().any(|w| is(opt, w))
-        {
-            let unit = match opt.to_ascii_lowercase().as_slice() {
-                b"ex" => ExpiryUnit::Seconds,
-                b"px" => ExpiryUnit::Millis,
-                b"exat" => ExpiryUnit::UnixSeconds,
-                _ => ExpiryUnit::UnixMillis,
-            };
-            let Some(amount) = next else {
+            expiry_option = Some(None);
+        } else if unit.is_some() && i + 1 < args.len() && expiry_option.is_none_or(|o| o == unit) {
+            let Some(unit) = unit else {
                 return errors::syntax();
             };
-            match deadline_ms(amount, unit, ctx.now_ms, "set") {
+            match deadline_ms(&args[i + 1], unit, ctx.now_ms, "set") {
                 Ok(at) => expiry = SetExpiry::At(at),
                 Err(reply) => return reply,
             }
-            expiry_given = true;
+            expiry_option = Some(Some(unit));
             i += 1;
         } else {
             return errors::syntax();
@@ -177,28 +184,23 @@ pub fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 }
 
 /// GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]
+///
+/// Option syntax is checked first; a missing key then answers nil before the amount is
+/// validated, as in Redis.
 pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
-    // None: leave the TTL; Some(None): persist; Some(Some(at)): expire at.
-    let mut change: Option<Option<u64>> = None;
+    // None: leave the TTL; Some(None): persist; Some(Some((unit, amount))): expire.
+    let mut change: Option<Option<(ExpiryUnit, &Bytes)>> = None;
     let mut i = 2;
     while i < args.len() {
         let opt = &args[i];
-        if is(opt, "persist") && change.is_none() {
+        let unit = expiry_unit(opt);
+        if is(opt, "persist") && change.is_none_or(|c| c.is_none()) {
             change = Some(None);
-        } else if change.is_none()
-            && i + 1 < args.len()
-            && ["ex", "px", "exat", "pxat"].iter().any(|w| is(opt, w))
-        {
-            let unit = match opt.to_ascii_lowercase().as_slice() {
-                b"ex" => ExpiryUnit::Seconds,
-                b"px" => ExpiryUnit::Millis,
-                b"exat" => ExpiryUnit::UnixSeconds,
-                _ => ExpiryUnit::UnixMillis,
-            };
-            match deadline_ms(&args[i + 1], unit, ctx.now_ms, "getex") {
-                Ok(at) => change = Some(Some(at)),
-                Err(reply) => return reply,
+        } else if let (Some(unit), Some(amount)) = (unit, args.get(i + 1)) {
+            if change.is_some_and(|c| c.is_none_or(|(u, _)| u != unit)) {
+                return errors::syntax();
             }
+            change = Some(Some((unit, amount)));
             i += 1;
         } else {
             return errors::syntax();
@@ -213,8 +215,12 @@ pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         let reply = Reply::Bulk(old.value.clone());
         match change {
             None => Mutation::Keep(reply),
-            Some(Some(at)) if at <= now => Mutation::Remove(reply),
-            Some(expiry) => Mutation::SetExpiry(expiry, reply),
+            Some(None) => Mutation::SetExpiry(None, reply),
+            Some(Some((unit, amount))) => match deadline_ms(amount, unit, now, "getex") {
+                Err(error) => Mutation::Keep(error),
+                Ok(at) if at <= now => Mutation::Remove(reply),
+                Ok(at) => Mutation::SetExpiry(Some(at), reply),
+            },
         }
     }))
 }
@@ -316,37 +322,21 @@ pub fn decrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
-/// Parses a float the way Redis's `string2ld` accepts it: no spaces, no NaN.
-fn parse_float(arg: &[u8]) -> Option<f64> {
-    if arg.is_empty()
-        || arg.len() > 5000
-        || arg[0].is_ascii_whitespace()
-        || arg[arg.len() - 1].is_ascii_whitespace()
-    {
-        return None;
-    }
-    let value: f64 = std::str::from_utf8(arg).ok()?.parse().ok()?;
-    (!value.is_nan()).then_some(value)
-}
-
 /// INCRBYFLOAT key increment
 pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
-    let Some(delta) = parse_float(&args[2]) else {
+    let increment = &args[2];
+    if parse_float(increment).is_none() {
         return errors::not_float();
-    };
+    }
     write(ctx.node.store.mutate(&args[1], ctx.now_ms, |old| {
-        let current = match old {
-            None => 0.0,
-            Some(o) => match parse_float(o.value) {
-                Some(v) => v,
-                None => return Mutation::Keep(errors::not_float()),
-            },
-        };
-        let next = current + delta;
-        if !next.is_finite() {
-            return Mutation::Keep(Reply::error("ERR increment would produce NaN or Infinity"));
+        let current = old.map_or(&b"0"[..], |o| o.value.as_ref());
+        if parse_float(current).is_none() {
+            return Mutation::Keep(errors::not_float());
         }
-        let text = Bytes::from(resp::encode::format_double(next));
+        let Ok(text) = float::add(current, increment) else {
+            return Mutation::Keep(Reply::error("ERR increment would produce NaN or Infinity"));
+        };
+        let text = Bytes::from(text);
         let item = NewItem {
             value: text.clone(),
             expires_at_ms: old.and_then(|o| o.expires_at_ms),
@@ -455,19 +445,4 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         let len = value.len() as i64;
         Mutation::Put(rewrite(old, value.freeze()), Reply::Integer(len))
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_float;
-
-    #[test]
-    fn floats_parse_like_redis() {
-        assert_eq!(parse_float(b"10.5"), Some(10.5));
-        assert_eq!(parse_float(b"5.0e3"), Some(5000.0));
-        assert_eq!(parse_float(b"-1"), Some(-1.0));
-        for bad in [&b""[..], b" 1", b"1 ", b"abc", b"nan", b"1.2.3"] {
-            assert_eq!(parse_float(bad), None, "{:?}", String::from_utf8_lossy(bad));
-        }
-    }
 }
