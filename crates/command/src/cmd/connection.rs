@@ -258,8 +258,9 @@ fn client_list(ctx: &mut Ctx<'_>, filter: &[Bytes]) -> Reply {
             let mut wanted = Vec::new();
             for id in rest {
                 match int_arg(id) {
-                    Ok(n) if n > 0 => wanted.push(n as u64),
-                    _ => return Reply::error("ERR Invalid client ID"),
+                    // Ids start at 1: zero or negative ids match nobody, as in Redis.
+                    Ok(n) => wanted.push(u64::try_from(n).unwrap_or(0)),
+                    Err(_) => return Reply::error("ERR Invalid client ID"),
                 }
             }
             ids = Some(wanted);

@@ -467,18 +467,20 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             return errors::arity("config|get");
         }
         let values = config_values(ctx.node);
+        // A name asked for without wildcards is echoed as typed, as Redis does.
         let pairs = values
             .into_iter()
-            .filter(|(name, _)| {
-                args[2..]
+            .filter_map(|(name, value)| {
+                let asked = args[2..]
                     .iter()
-                    .any(|p| glob::matches(p, name.as_bytes(), true))
-            })
-            .map(|(name, value)| {
-                (
-                    Reply::bulk_static(name.as_bytes()),
-                    Reply::Bulk(Bytes::from(value)),
-                )
+                    .find(|p| glob::matches(p, name.as_bytes(), true))?;
+                let literal = !asked.iter().any(|c| b"*?[\\".contains(c));
+                let key = if literal {
+                    Reply::Bulk(asked.clone())
+                } else {
+                    Reply::bulk_static(name.as_bytes())
+                };
+                Some((key, Reply::Bulk(Bytes::from(value))))
             })
             .collect();
         Reply::Map(pairs)
