@@ -30,6 +30,24 @@ fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: i64) -> s
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
+/// Encodes a counter family labelled `cmd`, skipping commands never called.
+fn per_command(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    node: &Node,
+    counter: impl Fn(&command::node::CommandStats) -> &std::sync::atomic::AtomicU64,
+) -> std::fmt::Result {
+    let mut family = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (spec, stats) in COMMANDS.iter().zip(node.command_stats.iter()) {
+        let n = counter(stats).load(Relaxed);
+        if n > 0 {
+            ConstCounter::new(n).encode(family.encode_family(&[("cmd", spec.name)])?)?;
+        }
+    }
+    Ok(())
+}
+
 impl Collector for NodeCollector {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
         let node = &self.0;
@@ -128,30 +146,20 @@ impl Collector for NodeCollector {
             s.unknown_commands.load(Relaxed),
         )?;
 
-        let mut calls = e.encode_descriptor(
+        per_command(
+            &mut e,
             "ringcache_commands",
             "Commands executed, by command.",
-            None,
-            MetricType::Counter,
+            node,
+            |c| &c.calls,
         )?;
-        for (spec, c) in COMMANDS.iter().zip(node.command_stats.iter()) {
-            let n = c.calls.load(Relaxed);
-            if n > 0 {
-                ConstCounter::new(n).encode(calls.encode_family(&[("cmd", spec.name)])?)?;
-            }
-        }
-        let mut failed = e.encode_descriptor(
+        per_command(
+            &mut e,
             "ringcache_commands_failed",
             "Commands that replied with an error, by command.",
-            None,
-            MetricType::Counter,
+            node,
+            |c| &c.failed,
         )?;
-        for (spec, c) in COMMANDS.iter().zip(node.command_stats.iter()) {
-            let n = c.failed.load(Relaxed);
-            if n > 0 {
-                ConstCounter::new(n).encode(failed.encode_family(&[("cmd", spec.name)])?)?;
-            }
-        }
 
         let mut cumulative = 0u64;
         let mut buckets = Vec::with_capacity(LATENCY_BUCKETS_USEC.len() + 1);

@@ -449,3 +449,38 @@ async fn keys_with_short_ttls_vanish_on_time() {
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert_eq!(server.node.store.stats().keys, 0);
 }
+
+#[tokio::test]
+async fn info_reports_redis_fields_by_section() {
+    let server = start().await;
+    let client = redis::Client::open(format!("redis://{}/", server.resp_addr)).expect("url");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let _: () = con.set_ex("k", "v", 100).await.expect("set");
+    let _: Option<String> = con.get("k").await.expect("get");
+    let _: Option<String> = con.get("nope").await.expect("get");
+    let info: String = redis::cmd("INFO")
+        .query_async(&mut con)
+        .await
+        .expect("info");
+    for needle in [
+        "# Server\r\nredis_version:7.2.4\r\n",
+        "# Clients\r\nconnected_clients:",
+        "\r\nused_memory:",
+        "\r\nmaxmemory_policy:allkeys-lru\r\n",
+        "\r\nkeyspace_hits:1\r\nkeyspace_misses:1\r\n",
+        "# Keyspace\r\ndb0:keys=1,expires=1,avg_ttl=0\r\n",
+    ] {
+        assert!(info.contains(needle), "missing {needle:?} in\n{info}");
+    }
+    assert!(!info.contains("# Commandstats"));
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut con)
+        .await
+        .expect("info");
+    assert!(stats.starts_with("# Commandstats\r\n"), "{stats}");
+    assert!(stats.contains("cmdstat_get:calls=2,"), "{stats}");
+}

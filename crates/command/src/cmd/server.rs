@@ -225,169 +225,152 @@ pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
+/// Appends one INFO section: its `# Title` line and `field:value` lines.
 fn write_section(node: &Node, section: &str, out: &mut String) {
-    let _ = write_section_inner(node, section, out);
+    let (title, fields) = section_fields(node, section);
+    let _ = writeln!(out, "# {title}\r");
+    for (name, value) in fields {
+        let _ = writeln!(out, "{name}:{value}\r");
+    }
 }
 
-fn write_section_inner(node: &Node, section: &str, out: &mut String) -> std::fmt::Result {
+/// Returns a section's title and fields, in Redis's names and order where Redis has them.
+fn section_fields(node: &Node, section: &str) -> (&'static str, Vec<(String, String)>) {
     let stats = node.store.stats();
     let config = node.store.config();
+    let s = &node.stats;
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Relaxed).to_string();
+    let f = |name: &str, value: String| (name.to_owned(), value);
     match section {
         "server" => {
             let uptime = node.started.elapsed().as_secs();
-            writeln!(out, "# Server\r")?;
-            writeln!(out, "redis_version:{REDIS_COMPAT_VERSION}\r")?;
-            writeln!(out, "ringcache_version:{VERSION}\r")?;
-            writeln!(out, "redis_mode:standalone\r")?;
-            writeln!(
-                out,
-                "os:{} {}\r",
-                std::env::consts::OS,
-                std::env::consts::ARCH
-            )?;
-            writeln!(out, "arch_bits:64\r")?;
-            writeln!(out, "multiplexing_api:epoll\r")?;
-            writeln!(out, "process_id:{}\r", std::process::id())?;
-            writeln!(out, "run_id:{}\r", node.run_id)?;
-            writeln!(out, "tcp_port:{}\r", node.identity.port)?;
-            writeln!(out, "server_time_usec:{}\r", crate::unix_ms() * 1000)?;
-            writeln!(out, "uptime_in_seconds:{uptime}\r")?;
-            writeln!(out, "uptime_in_days:{}\r", uptime / 86_400)?;
-            writeln!(out, "io_threads_active:{}\r", node.identity.io_threads)?;
-            writeln!(
-                out,
-                "config_file:{}\r",
-                node.identity.config_file.as_deref().unwrap_or("")
-            )?;
+            let os = format!("{} {}", std::env::consts::OS, std::env::consts::ARCH);
+            let config_file = node.identity.config_file.clone().unwrap_or_default();
+            (
+                "Server",
+                vec![
+                    f("redis_version", REDIS_COMPAT_VERSION.to_owned()),
+                    f("ringcache_version", VERSION.to_owned()),
+                    f("redis_mode", "standalone".to_owned()),
+                    f("os", os),
+                    f("arch_bits", "64".to_owned()),
+                    f("multiplexing_api", "epoll".to_owned()),
+                    f("process_id", std::process::id().to_string()),
+                    f("run_id", node.run_id.clone()),
+                    f("tcp_port", node.identity.port.to_string()),
+                    f("server_time_usec", (crate::unix_ms() * 1000).to_string()),
+                    f("uptime_in_seconds", uptime.to_string()),
+                    f("uptime_in_days", (uptime / 86_400).to_string()),
+                    f("io_threads_active", node.identity.io_threads.to_string()),
+                    f("config_file", config_file),
+                ],
+            )
         }
-        "clients" => {
-            writeln!(out, "# Clients\r")?;
-            writeln!(out, "connected_clients:{}\r", node.client_count())?;
-            writeln!(
-                out,
-                "maxclients:{}\r",
-                node.settings.max_clients.load(Relaxed)
-            )?;
-            writeln!(out, "blocked_clients:0\r")?;
-        }
+        "clients" => (
+            "Clients",
+            vec![
+                f("connected_clients", node.client_count().to_string()),
+                f(
+                    "maxclients",
+                    node.settings.max_clients.load(Relaxed).to_string(),
+                ),
+                f("blocked_clients", "0".to_owned()),
+            ],
+        ),
         "memory" => {
             let rss = rss_bytes();
-            writeln!(out, "# Memory\r")?;
-            writeln!(out, "used_memory:{}\r", stats.used_bytes)?;
-            writeln!(out, "used_memory_human:{}\r", human_bytes(stats.used_bytes))?;
-            writeln!(out, "used_memory_rss:{rss}\r")?;
-            writeln!(out, "used_memory_rss_human:{}\r", human_bytes(rss))?;
-            writeln!(out, "used_memory_dataset:{}\r", stats.used_bytes)?;
-            writeln!(out, "maxmemory:{}\r", config.max_memory_bytes)?;
-            writeln!(
-                out,
-                "maxmemory_human:{}\r",
-                human_bytes(config.max_memory_bytes)
-            )?;
-            writeln!(out, "maxmemory_policy:{}\r", config.policy.name())?;
-            writeln!(out, "max_value_bytes:{}\r", config.max_value_bytes)?;
-            writeln!(out, "mem_allocator:libc\r")?;
+            (
+                "Memory",
+                vec![
+                    f("used_memory", stats.used_bytes.to_string()),
+                    f("used_memory_human", human_bytes(stats.used_bytes)),
+                    f("used_memory_rss", rss.to_string()),
+                    f("used_memory_rss_human", human_bytes(rss)),
+                    f("used_memory_dataset", stats.used_bytes.to_string()),
+                    f("maxmemory", config.max_memory_bytes.to_string()),
+                    f("maxmemory_human", human_bytes(config.max_memory_bytes)),
+                    f("maxmemory_policy", config.policy.name().to_owned()),
+                    f("max_value_bytes", config.max_value_bytes.to_string()),
+                    f("mem_allocator", "libc".to_owned()),
+                ],
+            )
         }
-        "persistence" => {
-            writeln!(out, "# Persistence\r")?;
-            writeln!(out, "loading:0\r")?;
-            writeln!(out, "rdb_changes_since_last_save:0\r")?;
-            writeln!(out, "aof_enabled:0\r")?;
-        }
+        "persistence" => (
+            "Persistence",
+            vec![
+                f("loading", "0".to_owned()),
+                f("rdb_changes_since_last_save", "0".to_owned()),
+                f("aof_enabled", "0".to_owned()),
+            ],
+        ),
         "stats" => {
-            let s = &node.stats;
-            writeln!(out, "# Stats\r")?;
-            writeln!(
-                out,
-                "total_connections_received:{}\r",
-                s.connections_received.load(Relaxed)
-            )?;
-            writeln!(
-                out,
-                "total_commands_processed:{}\r",
-                node.commands_processed()
-            )?;
-            writeln!(
-                out,
-                "total_net_input_bytes:{}\r",
-                s.net_input_bytes.load(Relaxed)
-            )?;
-            writeln!(
-                out,
-                "total_net_output_bytes:{}\r",
-                s.net_output_bytes.load(Relaxed)
-            )?;
-            writeln!(
-                out,
-                "rejected_connections:{}\r",
-                s.rejected_connections.load(Relaxed)
-            )?;
-            writeln!(out, "expired_keys:{}\r", stats.expired)?;
-            writeln!(out, "evicted_keys:{}\r", stats.evicted)?;
-            writeln!(
-                out,
-                "evicted_clients:{}\r",
-                s.output_limit_disconnections.load(Relaxed)
-            )?;
-            writeln!(out, "keyspace_hits:{}\r", stats.hits)?;
-            writeln!(out, "keyspace_misses:{}\r", stats.misses)?;
-            writeln!(
-                out,
-                "total_error_replies:{}\r",
-                node.command_stats
-                    .iter()
-                    .map(|c| c.failed.load(Relaxed))
-                    .sum::<u64>()
-            )?;
-            writeln!(
-                out,
-                "unknown_commands:{}\r",
-                s.unknown_commands.load(Relaxed)
-            )?;
-            writeln!(out, "protocol_errors:{}\r", s.protocol_errors.load(Relaxed))?;
+            let errors: u64 = node
+                .command_stats
+                .iter()
+                .map(|c| c.failed.load(Relaxed))
+                .sum();
+            (
+                "Stats",
+                vec![
+                    f("total_connections_received", load(&s.connections_received)),
+                    f(
+                        "total_commands_processed",
+                        node.commands_processed().to_string(),
+                    ),
+                    f("total_net_input_bytes", load(&s.net_input_bytes)),
+                    f("total_net_output_bytes", load(&s.net_output_bytes)),
+                    f("rejected_connections", load(&s.rejected_connections)),
+                    f("expired_keys", stats.expired.to_string()),
+                    f("evicted_keys", stats.evicted.to_string()),
+                    f("evicted_clients", load(&s.output_limit_disconnections)),
+                    f("keyspace_hits", stats.hits.to_string()),
+                    f("keyspace_misses", stats.misses.to_string()),
+                    f("total_error_replies", errors.to_string()),
+                    f("unknown_commands", load(&s.unknown_commands)),
+                    f("protocol_errors", load(&s.protocol_errors)),
+                ],
+            )
         }
-        "replication" => {
-            writeln!(out, "# Replication\r")?;
-            writeln!(out, "role:master\r")?;
-            writeln!(out, "connected_slaves:0\r")?;
-        }
-        "cpu" => {
-            writeln!(out, "# CPU\r")?;
-        }
+        "replication" => (
+            "Replication",
+            vec![
+                f("role", "master".to_owned()),
+                f("connected_slaves", "0".to_owned()),
+            ],
+        ),
+        "cpu" => ("CPU", vec![]),
         "commandstats" => {
-            writeln!(out, "# Commandstats\r")?;
-            for (spec, c) in COMMANDS.iter().zip(node.command_stats.iter()) {
-                let calls = c.calls.load(Relaxed);
-                if calls == 0 {
-                    continue;
-                }
-                let usec = c.usec.load(Relaxed);
-                writeln!(
-                    out,
-                    "cmdstat_{}:calls={calls},usec={usec},usec_per_call={:.2},rejected_calls=0,failed_calls={}\r",
-                    spec.name,
-                    usec as f64 / calls as f64,
-                    c.failed.load(Relaxed)
-                )?;
-            }
+            let fields = COMMANDS
+                .iter()
+                .zip(node.command_stats.iter())
+                .filter(|(_, c)| c.calls.load(Relaxed) > 0)
+                .map(|(spec, c)| {
+                    let (calls, usec) = (c.calls.load(Relaxed), c.usec.load(Relaxed));
+                    let value = format!(
+                        "calls={calls},usec={usec},usec_per_call={:.2},rejected_calls=0,failed_calls={}",
+                        usec as f64 / calls as f64,
+                        c.failed.load(Relaxed)
+                    );
+                    (format!("cmdstat_{}", spec.name), value)
+                })
+                .collect();
+            ("Commandstats", fields)
         }
-        "cluster" => {
-            writeln!(out, "# Cluster\r")?;
-            writeln!(out, "cluster_enabled:0\r")?;
-        }
-        "keyspace" => {
-            writeln!(out, "# Keyspace\r")?;
+        "cluster" => ("Cluster", vec![f("cluster_enabled", "0".to_owned())]),
+        _ => {
+            let mut fields = Vec::new();
             if stats.keys > 0 {
-                writeln!(
-                    out,
-                    "db0:keys={},expires={},avg_ttl=0\r",
-                    stats.keys, stats.keys_with_ttl
-                )?;
+                fields.push(f(
+                    "db0",
+                    format!(
+                        "keys={},expires={},avg_ttl=0",
+                        stats.keys, stats.keys_with_ttl
+                    ),
+                ));
             }
+            ("Keyspace", fields)
         }
-        _ => {}
     }
-    Ok(())
 }
 
 fn human_bytes(n: usize) -> String {
