@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use resp::{Protocol, Reply};
 
-use super::{int_arg, is};
+use super::{int_arg, is, owned};
 use crate::errors;
 use crate::node::REDIS_COMPAT_VERSION;
 use crate::table::Ctx;
@@ -50,7 +50,7 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             if let Err(reply) = check_name(&args[i + 1]) {
                 return reply;
             }
-            name = Some(args[i + 1].clone());
+            name = Some(owned(&args[i + 1]));
             i += 2;
         } else {
             return Reply::error_owned(format!(
@@ -154,7 +154,7 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         (b"id", 2) => Reply::Integer(ctx.session.info.id as i64),
         (b"setname", 3) => match check_name(&args[2]) {
             Ok(()) => {
-                let name = args[2].clone();
+                let name = owned(&args[2]);
                 set_names(ctx, |n| n.name = name);
                 Reply::ok()
             }
@@ -181,7 +181,7 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             Reply::Verbatim("txt", Bytes::from(text))
         }
         (b"setinfo", 4) => {
-            let value = args[3].clone();
+            let value = owned(&args[3]);
             if !value.iter().all(|&c| (b'!'..=b'~').contains(&c)) {
                 return Reply::error_owned(format!(
                     "ERR {} cannot contain spaces, newlines or special characters.",
