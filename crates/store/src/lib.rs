@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-pub use shard::{Shard, ShardStats, ENTRY_OVERHEAD_BYTES};
+pub use shard::{charge_bytes, Shard, ShardStats, ENTRY_OVERHEAD_BYTES, TTL_OVERHEAD_BYTES};
 pub use slot::{key_slot, SLOT_COUNT};
 
 /// The default largest value: 1 MiB.
@@ -74,7 +74,7 @@ impl EvictionPolicy {
     }
 }
 
-/// A stored item, as returned by reads.
+/// A stored item, as returned by reads: a copy, taken under the shard's lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
     /// The value.
@@ -85,34 +85,40 @@ pub struct Item {
     pub flags: u32,
     /// The version, unique per write (memcached CAS).
     pub cas: u64,
+    /// Protocol-defined bits (memcached's stale and win flags).
+    pub meta: u8,
 }
 
 /// A borrowed view of a stored item, seen by [`Mutation`] deciders.
 #[derive(Debug, Clone, Copy)]
 pub struct ItemRef<'a> {
     /// The value.
-    pub value: &'a Bytes,
+    pub value: &'a [u8],
     /// When it expires, in Unix milliseconds.
     pub expires_at_ms: Option<u64>,
     /// Opaque client flags.
     pub flags: u32,
     /// The version.
     pub cas: u64,
+    /// Protocol-defined bits.
+    pub meta: u8,
 }
 
 impl ItemRef<'_> {
-    /// Returns an owned copy (the value is shared, not copied).
+    /// Returns an owned copy.
     pub fn to_item(&self) -> Item {
         Item {
-            value: self.value.clone(),
+            value: Bytes::copy_from_slice(self.value),
             expires_at_ms: self.expires_at_ms,
             flags: self.flags,
             cas: self.cas,
+            meta: self.meta,
         }
     }
 }
 
-/// A value to store.
+/// A value to store. The store copies it (with the key) into one block of its own, so
+/// `value` may borrow a connection's read buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewItem {
     /// The value.
@@ -121,15 +127,18 @@ pub struct NewItem {
     pub expires_at_ms: Option<u64>,
     /// Opaque client flags.
     pub flags: u32,
+    /// Protocol-defined bits.
+    pub meta: u8,
 }
 
 impl NewItem {
-    /// Returns an item with no expiry and no flags.
+    /// Returns an item with no expiry, flags or meta bits.
     pub fn new(value: Bytes) -> Self {
         Self {
             value,
             expires_at_ms: None,
             flags: 0,
+            meta: 0,
         }
     }
 }
@@ -145,6 +154,15 @@ pub enum Mutation<R> {
     Put(NewItem, R),
     /// Change only the expiry of an existing key.
     SetExpiry(Option<u64>, R),
+    /// Change the expiry and/or the meta bits of an existing key (`None`: leave as is).
+    Modify {
+        /// New expiry: `Some(None)` removes it.
+        expires_at_ms: Option<Option<u64>>,
+        /// New meta bits.
+        meta: Option<u8>,
+        /// What to hand back.
+        result: R,
+    },
 }
 
 /// Store configuration.
@@ -223,12 +241,13 @@ impl Store {
     pub fn new(config: StoreConfig) -> Self {
         let shards = config.shards.clamp(1, SLOT_COUNT).next_power_of_two();
         let shard_bits = shards.trailing_zeros();
+        let hasher = foldhash::fast::FixedState::with_seed(0x5eed_cafe);
         let store = Self {
             shards: (0..shards)
-                .map(|i| Mutex::new(Shard::new(i, shard_bits)))
+                .map(|i| Mutex::new(Shard::new(i, shard_bits, hasher)))
                 .collect(),
             shard_bits,
-            hasher: foldhash::fast::FixedState::with_seed(0x5eed_cafe),
+            hasher,
             config: Mutex::new(config),
         };
         store.reconfigure(config);
@@ -273,16 +292,16 @@ impl Store {
         lock(&self.shards[index])
     }
 
-    /// Returns the item under `key` and marks it used.
+    /// Returns the item under `key`, marks it used and counts a hit or miss.
     pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Item> {
         let at = self.locate(key);
-        self.shard(at.shard).get(key, at.hash, now_ms)
+        self.shard(at.shard).read(key, at.hash, now_ms, true)
     }
 
-    /// Returns the item under `key` without marking it used.
+    /// Returns the item under `key` without marking it used or counting it.
     pub fn peek(&self, key: &[u8], now_ms: u64) -> Option<Item> {
         let at = self.locate(key);
-        self.shard(at.shard).peek(key, at.hash, now_ms)
+        self.shard(at.shard).read(key, at.hash, now_ms, false)
     }
 
     /// Returns true if `key` exists; marks it used if `touch`.
@@ -355,7 +374,7 @@ impl Store {
         let mut guards = self.lock_many([src.shard, dst.shard].into_iter());
         let si = guard_index(&guards, src.shard);
         let di = guard_index(&guards, dst.shard);
-        let Some(item) = guards[si].1.peek(from, src.hash, now_ms) else {
+        let Some(item) = guards[si].1.read(from, src.hash, now_ms, false) else {
             return Ok(RenameOutcome::NoSuchKey);
         };
         if from == to {
@@ -373,6 +392,7 @@ impl Store {
             value: item.value,
             expires_at_ms: item.expires_at_ms,
             flags: item.flags,
+            meta: item.meta,
         };
         guards[di]
             .1
@@ -456,7 +476,7 @@ impl Store {
     ///
     /// A key present for the whole walk is visited at least once: positions are stable
     /// because entries never move within a shard.
-    pub fn scan(&self, cursor: u64, now_ms: u64, mut f: impl FnMut(&Bytes) -> bool) -> u64 {
+    pub fn scan(&self, cursor: u64, now_ms: u64, mut f: impl FnMut(&[u8]) -> bool) -> u64 {
         let mut shard = (cursor >> 32) as usize;
         let mut pos = (cursor & 0xFFFF_FFFF) as usize;
         while shard < self.shards.len() {

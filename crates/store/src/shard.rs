@@ -4,11 +4,14 @@
 //!
 //! # Layout
 //!
-//! Entries live in a `Vec` (the arena) and are named by their `u32` index. Three intrusive
-//! structures thread through the arena, so every operation is O(1) (TTL: O(log n)):
+//! Entries live in a `Vec` (the arena) and are named by their `u32` index. An entry is 56
+//! bytes of metadata plus one heap block holding its key followed by its value, so a lookup
+//! that compares the key has already pulled the start of the value into cache, and a key
+//! costs one allocation, not two. Three intrusive structures thread through the arena, so
+//! every operation is O(1) (TTL: O(log n)):
 //!
-//! - the hash index, a `hashbrown::HashTable<u32>` keyed by the entry's key (hash stored in
-//!   the entry, so the table never rehashes keys);
+//! - the hash index, a `hashbrown::HashTable<u32>` keyed by the entry's key (the hash is
+//!   recomputed from the key when the table grows, which saves 8 bytes per entry);
 //! - the LRU list (`prev`/`next`): head is the most recently used entry, tail the eviction
 //!   candidate; free arena slots reuse `next` as the free list;
 //! - one list per hash slot (`slot_prev`/`slot_next`) with a count, so a slot's keys can be
@@ -24,12 +27,14 @@
 //!
 //! # Memory
 //!
-//! Each entry is charged `key + value + ENTRY_OVERHEAD_BYTES`. A write that would take the
-//! shard over its budget evicts from the LRU tail (policy `allkeys-lru`) or is refused
-//! (`noeviction`). When the shard becomes empty its arena and table are released, so memory
+//! Each entry is charged what it really costs: the metadata, its index slot, its heap block
+//! rounded up as the allocator rounds it, and its TTL index node if it has a TTL (see
+//! [`charge_bytes`]). A write that would take the shard over its budget evicts from the LRU
+//! tail (policy `allkeys-lru`) or is refused (`noeviction`). When the shard becomes empty its arena and table are released, so memory
 //! returns to its empty baseline after a mass expiry.
 
 use std::collections::BTreeSet;
+use std::hash::BuildHasher;
 
 use bytes::Bytes;
 use hashbrown::HashTable;
@@ -38,30 +43,62 @@ use crate::{EvictionPolicy, Item, ItemRef, Mutation, NewItem, WriteError};
 
 const NIL: u32 = u32::MAX;
 
-/// What one entry costs beyond its key and value: the arena slot, the index slot and the TTL
-/// index node (charged to every entry so accounting doesn't depend on the TTL).
-pub const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Entry>() + 8 + 32;
+/// Per-entry metadata: the arena slot plus its share of the hash index (4-byte slots at a
+/// load factor between 7/16 and 7/8, and a control byte).
+pub const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Entry>() + 8;
 
+/// The TTL index node of a key with an expiry (a `BTreeSet` element with its share of node
+/// overhead).
+pub const TTL_OVERHEAD_BYTES: usize = 24;
+
+/// Returns what a key of `key_len` bytes with a value of `value_len` bytes costs: metadata,
+/// index, and the heap block rounded as glibc's malloc rounds it (8 bytes of header, 16-byte
+/// granules, 32 bytes at least).
+pub fn charge_bytes(key_len: usize, value_len: usize, has_ttl: bool) -> usize {
+    let block = (key_len + value_len + 8).next_multiple_of(16).max(32);
+    ENTRY_OVERHEAD_BYTES + block + if has_ttl { TTL_OVERHEAD_BYTES } else { 0 }
+}
+
+const LIVE: u8 = 1;
+
+/// One key. 56 bytes; field order keeps it free of padding holes.
 #[derive(Debug)]
 struct Entry {
-    key: Bytes,
-    value: Bytes,
-    hash: u64,
+    /// The key followed by the value.
+    data: Box<[u8]>,
     /// Unix milliseconds; 0 means no expiry.
     expires_at_ms: u64,
-    cas: u64,
+    key_len: u32,
     flags: u32,
+    /// The shard's write counter when this item was written: with the entry's index, its CAS.
+    version: u32,
     prev: u32,
     next: u32,
     slot_prev: u32,
     slot_next: u32,
     slot: u16,
-    live: bool,
+    /// Protocol-defined bits (memcached's stale and win flags), opaque here.
+    meta: u8,
+    /// `LIVE` while the arena slot holds a key.
+    state: u8,
 }
 
 impl Entry {
+    fn key(&self) -> &[u8] {
+        &self.data[..self.key_len as usize]
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.data[self.key_len as usize..]
+    }
+
+    fn live(&self) -> bool {
+        self.state & LIVE != 0
+    }
+
     fn charge(&self) -> usize {
-        self.key.len() + self.value.len() + ENTRY_OVERHEAD_BYTES
+        let key_len = self.key_len as usize;
+        charge_bytes(key_len, self.data.len() - key_len, self.expires_at_ms != 0)
     }
 
     /// A key expires once the clock has passed its deadline (`now > deadline`, as Redis).
@@ -69,17 +106,14 @@ impl Entry {
         self.expires_at_ms != 0 && self.expires_at_ms < now_ms
     }
 
-    fn as_ref(&self) -> ItemRef<'_> {
+    fn as_ref(&self, cas: u64) -> ItemRef<'_> {
         ItemRef {
-            value: &self.value,
+            value: self.value(),
             expires_at_ms: (self.expires_at_ms != 0).then_some(self.expires_at_ms),
             flags: self.flags,
-            cas: self.cas,
+            cas,
+            meta: self.meta,
         }
-    }
-
-    fn to_item(&self) -> Item {
-        self.as_ref().to_item()
     }
 }
 
@@ -117,15 +151,18 @@ pub struct Shard {
     budget_bytes: usize,
     policy: EvictionPolicy,
     max_value_bytes: usize,
-    next_cas: u64,
-    cas_step: u64,
+    /// Counts writes; an entry's version is this counter at its last write.
+    writes: u32,
+    shard_index: u32,
+    hasher: foldhash::fast::FixedState,
     rng: u64,
     stats: ShardStats,
 }
 
 impl Shard {
-    /// Returns an empty shard number `shard_index` of `1 << shard_bits`.
-    pub fn new(shard_index: usize, shard_bits: u32) -> Self {
+    /// Returns an empty shard number `shard_index` of `1 << shard_bits`, hashing keys with
+    /// `hasher` (the store's, so one hash serves both the shard and its index).
+    pub fn new(shard_index: usize, shard_bits: u32, hasher: foldhash::fast::FixedState) -> Self {
         let slots_here = crate::SLOT_COUNT >> shard_bits;
         Self {
             entries: Vec::new(),
@@ -139,8 +176,9 @@ impl Shard {
             budget_bytes: 0,
             policy: EvictionPolicy::AllKeysLru,
             max_value_bytes: usize::MAX,
-            next_cas: shard_index as u64 + 1,
-            cas_step: 1u64 << shard_bits,
+            writes: 0,
+            shard_index: shard_index as u32,
+            hasher,
             rng: 0x9E37_79B9_7F4A_7C15 ^ (shard_index as u64 + 1),
             stats: ShardStats::default(),
         }
@@ -181,7 +219,7 @@ impl Shard {
 
     fn find(&self, key: &[u8], hash: u64) -> Option<u32> {
         self.index
-            .find(hash, |&i| self.entries[i as usize].key == key)
+            .find(hash, |&i| self.entries[i as usize].key() == key)
             .copied()
     }
 
@@ -196,25 +234,32 @@ impl Shard {
         Some(idx)
     }
 
-    /// Returns the item and marks it most recently used; counts a hit or a miss.
-    pub fn get(&mut self, key: &[u8], hash: u64, now_ms: u64) -> Option<Item> {
-        match self.lookup(key, hash, now_ms) {
-            Some(idx) => {
-                self.stats.hits += 1;
-                self.touch_lru(idx);
-                Some(self.entries[idx as usize].to_item())
-            }
-            None => {
-                self.stats.misses += 1;
-                None
-            }
-        }
+    /// Returns the CAS of the entry at `idx`: its version in the high half, and in the low
+    /// half its index and shard, so two live items never share one, and rewriting an item
+    /// changes it.
+    fn cas(&self, idx: u32) -> u64 {
+        let place = (idx << self.shard_bits) | self.shard_index;
+        (u64::from(self.entries[idx as usize].version) << 32) | u64::from(place)
     }
 
-    /// Returns the item without changing its LRU position or the hit counters.
-    pub fn peek(&mut self, key: &[u8], hash: u64, now_ms: u64) -> Option<Item> {
-        let idx = self.lookup(key, hash, now_ms)?;
-        Some(self.entries[idx as usize].to_item())
+    fn view(&self, idx: u32) -> ItemRef<'_> {
+        self.entries[idx as usize].as_ref(self.cas(idx))
+    }
+
+    /// Reads the item: with `bump`, marks it most recently used and counts a hit or a miss;
+    /// without, it is a peek that changes nothing.
+    pub fn read(&mut self, key: &[u8], hash: u64, now_ms: u64, bump: bool) -> Option<Item> {
+        let found = self.lookup(key, hash, now_ms);
+        if bump {
+            match found {
+                Some(idx) => {
+                    self.stats.hits += 1;
+                    self.touch_lru(idx);
+                }
+                None => self.stats.misses += 1,
+            }
+        }
+        found.map(|idx| self.view(idx).to_item())
     }
 
     /// Returns true if the key exists; marks it used when `touch` is set.
@@ -233,7 +278,7 @@ impl Shard {
     /// Removes the key; returns its item if it was live.
     pub fn remove(&mut self, key: &[u8], hash: u64, now_ms: u64) -> Option<Item> {
         let idx = self.lookup(key, hash, now_ms)?;
-        let item = self.entries[idx as usize].to_item();
+        let item = self.view(idx).to_item();
         self.remove_at(idx);
         Some(item)
     }
@@ -253,7 +298,7 @@ impl Shard {
         decide: impl FnOnce(Option<ItemRef<'_>>) -> Mutation<R>,
     ) -> Result<R, WriteError> {
         let found = self.lookup(key, hash, now_ms);
-        let mutation = decide(found.map(|i| self.entries[i as usize].as_ref()));
+        let mutation = decide(found.map(|i| self.view(i)));
         match mutation {
             Mutation::Keep(r) => {
                 if let Some(idx) = found {
@@ -274,6 +319,22 @@ impl Shard {
                 }
                 Ok(r)
             }
+            Mutation::Modify {
+                expires_at_ms,
+                meta,
+                result,
+            } => {
+                if let Some(idx) = found {
+                    if let Some(expiry) = expires_at_ms {
+                        self.set_expiry(idx, expiry.unwrap_or(0));
+                    }
+                    if let Some(meta) = meta {
+                        self.entries[idx as usize].meta = meta;
+                    }
+                    self.touch_lru(idx);
+                }
+                Ok(result)
+            }
             Mutation::Put(new, r) => {
                 self.put(key, hash, slot, found, now_ms, new)?;
                 Ok(r)
@@ -281,7 +342,7 @@ impl Shard {
         }
     }
 
-    /// Stores `value` under `key`, replacing any current item.
+    /// Stores `new` under `key`, replacing the item at `found` if any.
     pub(crate) fn put(
         &mut self,
         key: &[u8],
@@ -295,12 +356,13 @@ impl Shard {
             value,
             expires_at_ms,
             flags,
+            meta,
         } = new;
         if value.len() > self.max_value_bytes {
             return Err(WriteError::ValueTooLarge);
         }
         let expires_at_ms = expires_at_ms.unwrap_or(0);
-        let new_charge = key.len() + value.len() + ENTRY_OVERHEAD_BYTES;
+        let new_charge = charge_bytes(key.len(), value.len(), expires_at_ms != 0);
         let old_charge = found.map_or(0, |i| self.entries[i as usize].charge());
         if self.budget_bytes > 0 && new_charge > old_charge {
             let grow = new_charge - old_charge;
@@ -317,42 +379,50 @@ impl Shard {
                 }
             }
         }
-        let cas = self.take_cas();
-        match found {
+        let mut data = Vec::with_capacity(key.len() + value.len());
+        data.extend_from_slice(key);
+        data.extend_from_slice(&value);
+        let data = data.into_boxed_slice();
+        self.writes = self.writes.wrapping_add(1);
+        let version = self.writes;
+        let idx = match found {
             Some(idx) => {
-                self.set_expiry(idx, expires_at_ms);
+                self.set_expiry(idx, 0);
+                self.stats.used_bytes -= self.entries[idx as usize].charge();
                 let entry = &mut self.entries[idx as usize];
-                entry.value = value;
+                entry.data = data;
                 entry.flags = flags;
-                entry.cas = cas;
-                self.stats.used_bytes = self.stats.used_bytes - old_charge + new_charge;
+                entry.meta = meta;
+                entry.version = version;
                 self.touch_lru(idx);
+                idx
             }
             None => {
                 let entry = Entry {
-                    key: Bytes::copy_from_slice(key),
-                    value,
-                    hash,
+                    data,
                     expires_at_ms: 0,
-                    cas,
+                    key_len: key.len() as u32,
                     flags,
+                    version,
                     prev: NIL,
                     next: NIL,
                     slot_prev: NIL,
                     slot_next: NIL,
                     slot,
-                    live: true,
+                    meta,
+                    state: LIVE,
                 };
                 let idx = self.alloc(entry);
-                let entries = &self.entries;
+                let (entries, hasher) = (&self.entries, &self.hasher);
                 self.index
-                    .insert_unique(hash, idx, |&i| entries[i as usize].hash);
+                    .insert_unique(hash, idx, |&i| hasher.hash_one(entries[i as usize].key()));
                 self.link_front(idx);
                 self.link_slot(idx);
-                self.set_expiry(idx, expires_at_ms);
-                self.stats.used_bytes += new_charge;
+                idx
             }
-        }
+        };
+        self.stats.used_bytes += self.entries[idx as usize].charge();
+        self.set_expiry(idx, expires_at_ms);
         Ok(())
     }
 
@@ -376,13 +446,8 @@ impl Shard {
         true
     }
 
-    fn take_cas(&mut self) -> u64 {
-        let cas = self.next_cas;
-        self.next_cas += self.cas_step;
-        cas
-    }
-
     fn alloc(&mut self, entry: Entry) -> u32 {
+        debug_assert!(entry.key_len as usize <= entry.data.len());
         if self.free_head != NIL {
             let idx = self.free_head;
             self.free_head = self.entries[idx as usize].next;
@@ -396,24 +461,28 @@ impl Shard {
         }
     }
 
+    /// Sets the deadline (0: none), keeping the TTL index and the charge for its node.
     fn set_expiry(&mut self, idx: u32, expires_at_ms: u64) {
         let entry = &mut self.entries[idx as usize];
-        if entry.expires_at_ms == expires_at_ms {
+        let old = entry.expires_at_ms;
+        if old == expires_at_ms {
             return;
         }
-        if entry.expires_at_ms != 0 {
-            self.ttl.remove(&(entry.expires_at_ms, idx));
-        }
         entry.expires_at_ms = expires_at_ms;
+        if old != 0 {
+            self.ttl.remove(&(old, idx));
+            self.stats.used_bytes -= TTL_OVERHEAD_BYTES;
+        }
         if expires_at_ms != 0 {
             self.ttl.insert((expires_at_ms, idx));
+            self.stats.used_bytes += TTL_OVERHEAD_BYTES;
         }
     }
 
     fn remove_at(&mut self, idx: u32) {
         let (hash, charge, expires) = {
             let e = &self.entries[idx as usize];
-            (e.hash, e.charge(), e.expires_at_ms)
+            (self.hasher.hash_one(e.key()), e.charge(), e.expires_at_ms)
         };
         if let Ok(slot) = self.index.find_entry(hash, |&i| i == idx) {
             slot.remove();
@@ -426,9 +495,9 @@ impl Shard {
         self.stats.used_bytes -= charge;
         let free_head = self.free_head;
         let e = &mut self.entries[idx as usize];
-        e.live = false;
-        e.key = Bytes::new();
-        e.value = Bytes::new();
+        e.state = 0;
+        e.data = Box::default();
+        e.key_len = 0;
         e.expires_at_ms = 0;
         e.next = free_head;
         self.free_head = idx;
@@ -557,7 +626,7 @@ impl Shard {
         while cur != NIL && keys.len() < max {
             let e = &self.entries[cur as usize];
             if !e.expired(now_ms) {
-                keys.push(e.key.clone());
+                keys.push(Bytes::copy_from_slice(e.key()));
             }
             cur = e.slot_next;
         }
@@ -566,12 +635,12 @@ impl Shard {
 
     /// Calls `f` with each live key from arena position `from`, until `f` returns false or the
     /// arena ends. Returns the position after the last key visited (0 when the end was reached).
-    pub fn scan(&self, from: usize, now_ms: u64, mut f: impl FnMut(&Bytes) -> bool) -> usize {
+    pub fn scan(&self, from: usize, now_ms: u64, mut f: impl FnMut(&[u8]) -> bool) -> usize {
         let mut pos = from;
         while pos < self.entries.len() {
             let e = &self.entries[pos];
             pos += 1;
-            if e.live && !e.expired(now_ms) && !f(&e.key) {
+            if e.live() && !e.expired(now_ms) && !f(e.key()) {
                 return if pos < self.entries.len() { pos } else { 0 };
             }
         }
@@ -591,8 +660,8 @@ impl Shard {
         let start = (self.rng % n as u64) as usize;
         (0..n)
             .map(|i| &self.entries[(start + i) % n])
-            .find(|e| e.live && !e.expired(now_ms))
-            .map(|e| e.key.clone())
+            .find(|e| e.live() && !e.expired(now_ms))
+            .map(|e| Bytes::copy_from_slice(e.key()))
     }
 
     /// Removes every key.
@@ -605,7 +674,7 @@ impl Shard {
         let mut keys = Vec::with_capacity(self.index.len());
         let mut cur = self.lru_tail;
         while cur != NIL {
-            keys.push(self.entries[cur as usize].key.clone());
+            keys.push(Bytes::copy_from_slice(self.entries[cur as usize].key()));
             cur = self.entries[cur as usize].prev;
         }
         keys
@@ -614,5 +683,26 @@ impl Shard {
     /// Looks the key up (removing it if expired) and returns its arena index.
     pub(crate) fn locate(&mut self, key: &[u8], hash: u64, now_ms: u64) -> Option<u32> {
         self.lookup(key, hash, now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_56_bytes() {
+        // Per-key memory is a promise (fewer bytes per key than Redis): keep the entry small.
+        assert_eq!(std::mem::size_of::<Entry>(), 56);
+    }
+
+    #[test]
+    fn charges_follow_allocator_rounding() {
+        assert_eq!(charge_bytes(0, 0, false), ENTRY_OVERHEAD_BYTES + 32);
+        assert_eq!(charge_bytes(16, 100, false), ENTRY_OVERHEAD_BYTES + 128);
+        assert_eq!(
+            charge_bytes(16, 100, true),
+            ENTRY_OVERHEAD_BYTES + 128 + TTL_OVERHEAD_BYTES
+        );
     }
 }

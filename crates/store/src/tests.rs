@@ -30,12 +30,13 @@ fn put_ttl(store: &Store, key: &str, value: &str, expires_at_ms: u64, now: u64) 
         value: b(value),
         expires_at_ms: Some(expires_at_ms),
         flags: 0,
+        meta: 0,
     };
     store.set(key.as_bytes(), item, now).expect("set");
 }
 
 fn charge(key: &str, value: &str) -> usize {
-    key.len() + value.len() + ENTRY_OVERHEAD_BYTES
+    charge_bytes(key.len(), value.len(), false)
 }
 
 #[test]
@@ -114,7 +115,7 @@ fn overwrite_never_evicts_the_key_being_written() {
     put(&s, "a", "x", 0);
     put(&s, "b", "x", 0);
     // "a" is the LRU; growing it must evict "b", not "a" itself.
-    put(&s, "a", &"x".repeat(20), 0);
+    put(&s, "a", &"x".repeat(40), 0);
     assert!(s.get(b"a", 0).is_some());
     assert_eq!(s.get(b"b", 0), None);
 }
@@ -198,7 +199,7 @@ fn scan_visits_every_key_once_across_small_pages() {
     loop {
         let mut page = 0;
         cursor = s.scan(cursor, 0, |k| {
-            *seen.entry(k.clone()).or_insert(0) += 1;
+            *seen.entry(Bytes::copy_from_slice(k)).or_insert(0) += 1;
             page += 1;
             page < 7
         });
@@ -293,7 +294,7 @@ impl Model {
     fn used(&self) -> usize {
         self.order
             .iter()
-            .map(|(k, len, _)| k.len() + len + ENTRY_OVERHEAD_BYTES)
+            .map(|(k, len, exp)| charge_bytes(k.len(), *len, exp.is_some()))
             .sum()
     }
     fn drop_expired(&mut self, now: u64) {
@@ -311,7 +312,7 @@ proptest! {
     /// order, TTL and accounting are all checked.
     #[test]
     fn store_matches_reference_model(ops in proptest::collection::vec(op(), 1..300)) {
-        let budget = 6 * (4 + 20 + ENTRY_OVERHEAD_BYTES);
+        let budget = 6 * charge_bytes(4, 20, true);
         let s = store(1, budget);
         let mut model = Model::default();
         let mut now = 1u64;
@@ -321,13 +322,13 @@ proptest! {
                     let key = format!("k{key}");
                     let expires = ttl_ms.map(|t| now + u64::from(t));
                     let value = "x".repeat(usize::from(len));
-                    let item = NewItem { value: b(&value), expires_at_ms: expires, flags: 0 };
+                    let item = NewItem { value: b(&value), expires_at_ms: expires, flags: 0, meta: 0 };
                     s.set(key.as_bytes(), item, now).expect("set fits after eviction");
                     model.drop_expired(now);
                     if let Some(p) = model.position(&key) {
                         model.order.remove(p);
                     }
-                    let grow = key.len() + value.len() + ENTRY_OVERHEAD_BYTES;
+                    let grow = charge_bytes(key.len(), value.len(), expires.is_some());
                     while model.used() + grow > budget {
                         model.order.remove(0);
                     }

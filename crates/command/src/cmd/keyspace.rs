@@ -53,7 +53,7 @@ pub fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let mut keys = Vec::new();
     ctx.node.store.scan(0, ctx.now_ms, |k| {
         if all || glob::matches(pattern, k, false) {
-            keys.push(Reply::Bulk(k.clone()));
+            keys.push(Reply::bulk(k));
         }
         true
     });
@@ -96,7 +96,7 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let next = ctx.node.store.scan(cursor, ctx.now_ms, |k| {
         visited += 1;
         if type_ok && pattern.is_none_or(|p| glob::matches(p, k, false)) {
-            keys.push(Reply::Bulk(k.clone()));
+            keys.push(Reply::bulk(k));
         }
         visited < count
     });

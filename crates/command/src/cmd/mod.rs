@@ -17,8 +17,8 @@ pub fn int_arg(arg: &[u8]) -> Result<i64, Reply> {
     resp::parse::parse_i64(arg).ok_or_else(errors::not_integer)
 }
 
-/// Copies an argument out of the connection's read buffer, so the stored value doesn't pin
-/// the whole buffer in memory.
+/// Copies an argument out of the connection's read buffer, so a name kept for the life of
+/// the connection doesn't pin the whole buffer in memory.
 pub fn owned(arg: &Bytes) -> Bytes {
     Bytes::copy_from_slice(arg)
 }

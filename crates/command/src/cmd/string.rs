@@ -7,7 +7,7 @@ use resp::Reply;
 use store::{ItemRef, Mutation, NewItem};
 
 use super::float::{self, parse_float};
-use super::{deadline_ms, int_arg, int_bytes, is, owned, ExpiryUnit};
+use super::{deadline_ms, int_arg, int_bytes, is, ExpiryUnit};
 use crate::errors;
 use crate::table::Ctx;
 
@@ -89,9 +89,9 @@ pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         i += 1;
     }
     let now = ctx.now_ms;
-    let value = owned(&args[2]);
+    let value = args[2].clone();
     write(ctx.node.store.mutate(&args[1], now, |old| {
-        let old_value = old.map(|o| o.value.clone());
+        let old_value = old.map(|o| Bytes::copy_from_slice(o.value));
         let reply = |stored: bool| {
             if want_old {
                 bulk_or_nil(old_value.clone())
@@ -120,6 +120,7 @@ pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 value,
                 expires_at_ms,
                 flags: 0,
+                meta: 0,
             },
             reply(true),
         )
@@ -128,7 +129,7 @@ pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 
 /// SETNX key value
 pub fn setnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
-    let value = owned(&args[2]);
+    let value = args[2].clone();
     write(
         ctx.node
             .store
@@ -145,9 +146,10 @@ fn set_with_expiry(ctx: &mut Ctx<'_>, args: &[Bytes], unit: ExpiryUnit, command:
         Err(reply) => return reply,
     };
     let item = NewItem {
-        value: owned(&args[3]),
+        value: args[3].clone(),
         expires_at_ms: Some(at),
         flags: 0,
+        meta: 0,
     };
     write(
         ctx.node
@@ -169,11 +171,11 @@ pub fn psetex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 
 /// GETSET key value
 pub fn getset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
-    let value = owned(&args[2]);
+    let value = args[2].clone();
     write(ctx.node.store.mutate(&args[1], ctx.now_ms, |old| {
         Mutation::Put(
             NewItem::new(value),
-            bulk_or_nil(old.map(|o| o.value.clone())),
+            bulk_or_nil(old.map(|o| Bytes::copy_from_slice(o.value))),
         )
     }))
 }
@@ -212,7 +214,7 @@ pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         let Some(old) = old else {
             return Mutation::Keep(Reply::Nil);
         };
-        let reply = Reply::Bulk(old.value.clone());
+        let reply = Reply::Bulk(Bytes::copy_from_slice(old.value));
         match change {
             None => Mutation::Keep(reply),
             Some(None) => Mutation::SetExpiry(None, reply),
@@ -242,7 +244,7 @@ fn pairs(args: &[Bytes], command: &str) -> Result<Vec<(Bytes, Bytes)>, Reply> {
     }
     Ok(args[1..]
         .chunks_exact(2)
-        .map(|kv| (kv[0].clone(), owned(&kv[1])))
+        .map(|kv| (kv[0].clone(), kv[1].clone()))
         .collect())
 }
 
@@ -290,6 +292,7 @@ fn incr_by(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) -> Reply {
             value: int_bytes(next),
             expires_at_ms: old.and_then(|o| o.expires_at_ms),
             flags: 0,
+            meta: 0,
         };
         Mutation::Put(item, Reply::Integer(next))
     }))
@@ -329,7 +332,7 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         return errors::not_float();
     }
     write(ctx.node.store.mutate(&args[1], ctx.now_ms, |old| {
-        let current = old.map_or(&b"0"[..], |o| o.value.as_ref());
+        let current = old.map_or(&b"0"[..], |o| o.value);
         if parse_float(current).is_none() {
             return Mutation::Keep(errors::not_float());
         }
@@ -341,6 +344,7 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             value: text.clone(),
             expires_at_ms: old.and_then(|o| o.expires_at_ms),
             flags: 0,
+            meta: 0,
         };
         Mutation::Put(item, Reply::Bulk(text))
     }))
@@ -352,6 +356,7 @@ fn rewrite(old: Option<ItemRef<'_>>, value: Bytes) -> NewItem {
         value,
         expires_at_ms: old.and_then(|o| o.expires_at_ms),
         flags: old.map_or(0, |o| o.flags),
+        meta: old.map_or(0, |o| o.meta),
     }
 }
 
