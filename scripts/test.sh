@@ -25,6 +25,10 @@ cargo test --workspace --locked
 step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
+step "compatibility: raw replies against redis-server, and the redis-py client"
+cargo build --locked -p ringcache
+RINGCACHE_BIN=target/debug/ringcache ./scripts/compat.sh
+
 step "fuzz: RESP request parser (${FUZZ_SECONDS}s)"
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked

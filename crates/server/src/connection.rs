@@ -51,7 +51,46 @@ pub enum Close {
     Io,
 }
 
-fn limits(node: &Node) -> Limits {
+/// What one step of a protocol did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A request was handled (its reply, if any, is in the output buffer).
+    Handled,
+    /// No complete request is buffered: read more.
+    NeedMore,
+    /// Flush the output buffer, then close for this reason.
+    Close(Close),
+}
+
+/// A wire protocol served over a connection: RESP or memcached text.
+pub trait Protocol: Send {
+    /// Called after each read, before the requests it brought are handled: picks up settings
+    /// changed at run time.
+    fn refresh(&mut self, node: &Node);
+
+    /// Parses and runs the next complete request in `input`, appending its reply to `output`.
+    fn step(&mut self, node: &Node, input: &mut BytesMut, output: &mut BytesMut) -> Step;
+}
+
+/// The RESP protocol: one [`Session`] and its parser.
+pub struct Resp {
+    session: Session,
+    parser: RequestParser,
+    args: Vec<Bytes>,
+}
+
+impl Resp {
+    /// Returns the protocol state of a new RESP connection.
+    pub fn new(node: &Node, info: Arc<ClientInfo>) -> Self {
+        Self {
+            session: Session::new(info),
+            parser: RequestParser::new(resp_limits(node)),
+            args: Vec::new(),
+        }
+    }
+}
+
+fn resp_limits(node: &Node) -> Limits {
     let s = &node.settings;
     Limits {
         max_bulk_bytes: s.proto_max_bulk_len.load(Relaxed),
@@ -60,20 +99,47 @@ fn limits(node: &Node) -> Limits {
     }
 }
 
-/// Serves one connection until it closes; returns why.
+impl Protocol for Resp {
+    fn refresh(&mut self, node: &Node) {
+        self.session.info.mark_active();
+        self.parser.set_limits(resp_limits(node));
+    }
+
+    fn step(&mut self, node: &Node, input: &mut BytesMut, output: &mut BytesMut) -> Step {
+        match self.parser.parse(input, &mut self.args) {
+            Ok(true) => {
+                let reply = command::execute(node, &mut self.session, &self.args);
+                self.args.clear();
+                reply.encode(self.session.protocol, output);
+                if self.session.quit {
+                    Step::Close(Close::Client)
+                } else {
+                    Step::Handled
+                }
+            }
+            Ok(false) => Step::NeedMore,
+            Err(err) => {
+                node.stats.protocol_errors.fetch_add(1, Relaxed);
+                tracing::debug!(client = self.session.info.id, %err, "protocol error; closing");
+                resp::Reply::error_owned(format!("ERR {err}"))
+                    .encode(self.session.protocol, output);
+                Step::Close(Close::ProtocolError)
+            }
+        }
+    }
+}
+
+/// Serves one connection with `protocol` until it closes; returns why.
 pub async fn serve(
     node: Arc<Node>,
     mut stream: TcpStream,
-    info: Arc<ClientInfo>,
+    mut protocol: impl Protocol,
     write_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Close {
     let _ = stream.set_nodelay(true);
-    let mut session = Session::new(info);
-    let mut parser = RequestParser::new(limits(&node));
     let mut input = BytesMut::new();
     let mut output = BytesMut::new();
-    let mut args: Vec<Bytes> = Vec::new();
     loop {
         let idle_secs = node.settings.idle_timeout_secs.load(Relaxed);
         let readable = async {
@@ -103,28 +169,18 @@ pub async fn serve(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(_) => return Close::Io,
         }
-        session.info.mark_active();
-        parser.set_limits(limits(&node));
+        protocol.refresh(&node);
         let output_limit = node.settings.client_output_limit_bytes.load(Relaxed);
-        let mut closing = None;
-        loop {
-            match parser.parse(&mut input, &mut args) {
-                Ok(true) => {
-                    let reply = command::execute(&node, &mut session, &args);
-                    args.clear();
-                    reply.encode(session.protocol, &mut output);
+        let closing = loop {
+            match protocol.step(&node, &mut input, &mut output) {
+                Step::Handled => {
                     if output.len() > output_limit {
                         node.stats.output_limit_disconnections.fetch_add(1, Relaxed);
                         tracing::warn!(
-                            client = session.info.id,
                             bytes = output.len(),
                             "reply exceeds client-output-buffer-limit; closing"
                         );
                         return Close::OutputLimit;
-                    }
-                    if session.quit {
-                        closing = Some(Close::Client);
-                        break;
                     }
                     if output.len() >= FLUSH_AT_BYTES {
                         if let Err(close) =
@@ -134,17 +190,10 @@ pub async fn serve(
                         }
                     }
                 }
-                Ok(false) => break,
-                Err(err) => {
-                    node.stats.protocol_errors.fetch_add(1, Relaxed);
-                    tracing::debug!(client = session.info.id, %err, "protocol error; closing");
-                    resp::Reply::error_owned(format!("ERR {err}"))
-                        .encode(session.protocol, &mut output);
-                    closing = Some(Close::ProtocolError);
-                    break;
-                }
+                Step::NeedMore => break None,
+                Step::Close(close) => break Some(close),
             }
-        }
+        };
         if !output.is_empty() {
             if let Err(close) = flush(&node, &mut stream, &mut output, write_timeout).await {
                 return close;

@@ -186,7 +186,9 @@ async fn accept_loop(
         let token = shutdown.clone();
         tracker.spawn(async move {
             let id = info.id;
-            let close = connection::serve(node.clone(), stream, info, write_timeout, token).await;
+            let protocol = connection::Resp::new(&node, info);
+            let close =
+                connection::serve(node.clone(), stream, protocol, write_timeout, token).await;
             tracing::debug!(client = id, ?close, "connection closed");
             node.unregister_client(id);
         });

@@ -333,6 +333,18 @@ impl Store {
             .mutate(key, at.hash, at.slot, now_ms, decide)
     }
 
+    /// As [`Store::mutate`], and also returns the key's CAS afterwards (`None` if absent).
+    pub fn mutate_cas<R>(
+        &self,
+        key: &[u8],
+        now_ms: u64,
+        decide: impl FnOnce(Option<ItemRef<'_>>) -> Mutation<R>,
+    ) -> Result<(R, Option<u64>)> {
+        let at = self.locate(key);
+        self.shard(at.shard)
+            .mutate_cas(key, at.hash, at.slot, now_ms, decide)
+    }
+
     /// Stores all pairs atomically (every shard involved is locked first, in order). With
     /// `only_if_none_exist`, stores nothing and returns false if any key exists.
     pub fn set_many(

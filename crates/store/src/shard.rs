@@ -297,27 +297,41 @@ impl Shard {
         now_ms: u64,
         decide: impl FnOnce(Option<ItemRef<'_>>) -> Mutation<R>,
     ) -> Result<R, WriteError> {
+        self.mutate_cas(key, hash, slot, now_ms, decide)
+            .map(|(r, _)| r)
+    }
+
+    /// As [`Shard::mutate`], and also returns the CAS of the key afterwards (`None` if it is
+    /// absent), for replies that report the CAS of what they wrote.
+    pub fn mutate_cas<R>(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        slot: u16,
+        now_ms: u64,
+        decide: impl FnOnce(Option<ItemRef<'_>>) -> Mutation<R>,
+    ) -> Result<(R, Option<u64>), WriteError> {
         let found = self.lookup(key, hash, now_ms);
         let mutation = decide(found.map(|i| self.view(i)));
-        match mutation {
+        let (result, now_at) = match mutation {
             Mutation::Keep(r) => {
                 if let Some(idx) = found {
                     self.touch_lru(idx);
                 }
-                Ok(r)
+                (r, found)
             }
             Mutation::Remove(r) => {
                 if let Some(idx) = found {
                     self.remove_at(idx);
                 }
-                Ok(r)
+                (r, None)
             }
             Mutation::SetExpiry(expires_at_ms, r) => {
                 if let Some(idx) = found {
                     self.set_expiry(idx, expires_at_ms.unwrap_or(0));
                     self.touch_lru(idx);
                 }
-                Ok(r)
+                (r, found)
             }
             Mutation::Modify {
                 expires_at_ms,
@@ -333,16 +347,14 @@ impl Shard {
                     }
                     self.touch_lru(idx);
                 }
-                Ok(result)
+                (result, found)
             }
-            Mutation::Put(new, r) => {
-                self.put(key, hash, slot, found, now_ms, new)?;
-                Ok(r)
-            }
-        }
+            Mutation::Put(new, r) => (r, Some(self.put(key, hash, slot, found, now_ms, new)?)),
+        };
+        Ok((result, now_at.map(|idx| self.cas(idx))))
     }
 
-    /// Stores `new` under `key`, replacing the item at `found` if any.
+    /// Stores `new` under `key`, replacing the item at `found` if any; returns its index.
     pub(crate) fn put(
         &mut self,
         key: &[u8],
@@ -351,7 +363,7 @@ impl Shard {
         found: Option<u32>,
         now_ms: u64,
         new: NewItem,
-    ) -> Result<(), WriteError> {
+    ) -> Result<u32, WriteError> {
         let NewItem {
             value,
             expires_at_ms,
@@ -423,7 +435,7 @@ impl Shard {
         };
         self.stats.used_bytes += self.entries[idx as usize].charge();
         self.set_expiry(idx, expires_at_ms);
-        Ok(())
+        Ok(idx)
     }
 
     /// Evicts LRU entries other than `keep` until `grow` more bytes fit the budget. Returns

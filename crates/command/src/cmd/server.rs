@@ -505,11 +505,13 @@ fn config_set(node: &Node, pairs: &[Bytes]) -> Reply {
     let mut idle_timeout_secs = None;
     let mut seen: Vec<String> = Vec::new();
     for pair in pairs.chunks_exact(2) {
-        let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        // Errors name the parameter as typed, as Redis does.
+        let typed = String::from_utf8_lossy(&pair[0]);
+        let name = typed.to_ascii_lowercase();
         let value = String::from_utf8_lossy(&pair[1]).into_owned();
         let failed = |why: &str| {
             Reply::error_owned(format!(
-                "ERR CONFIG SET failed (possibly related to argument '{name}') - {why}"
+                "ERR CONFIG SET failed (possibly related to argument '{typed}') - {why}"
             ))
         };
         if seen.contains(&name) {
@@ -517,8 +519,13 @@ fn config_set(node: &Node, pairs: &[Bytes]) -> Reply {
         }
         seen.push(name.clone());
         let s = &node.settings;
-        let memory =
-            || parse_memory(&value).ok_or_else(|| failed("argument must be a memory value"));
+        // An empty memory value means 0, as in Redis.
+        let memory = || {
+            if value.is_empty() {
+                return Ok(0);
+            }
+            parse_memory(&value).ok_or_else(|| failed("argument must be a memory value"))
+        };
         let ranged = |lo: i64, hi: i64| match resp::parse::parse_i64(value.as_bytes()) {
             Some(n) if (lo..=hi).contains(&n) => Ok(n),
             Some(_) => Err(failed(&format!(
