@@ -29,11 +29,13 @@ step "compatibility: raw replies against redis-server, and the redis-py client"
 cargo build --locked -p ringcache
 RINGCACHE_BIN=target/debug/ringcache ./scripts/compat.sh
 
-step "fuzz: RESP request parser (${FUZZ_SECONDS}s)"
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
-(cd crates/resp/fuzz && cargo fuzz run --sanitizer none --release parse_request -- \
-  -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 15)
+for crate in resp memcache; do
+  step "fuzz: $crate request parser (${FUZZ_SECONDS}s)"
+  (cd "crates/$crate/fuzz" && cargo fuzz run --sanitizer none --release parse_request -- \
+    -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 6)
+done
 
 step "all checks passed"

@@ -20,10 +20,12 @@
 //! - [`errors`]: every error reply text, in one place.
 //! - `cmd/*`: handlers, one file per concern (strings, keyspace, expiry, connection, server).
 //! - [`glob`]: Redis-style glob matching for `KEYS`, `SCAN MATCH` and `CONFIG GET`.
+//! - [`memcached`]: the memcached text and meta commands over the same store.
 
 mod cmd;
 pub mod errors;
 pub mod glob;
+pub mod memcached;
 pub mod node;
 pub mod table;
 

@@ -45,6 +45,8 @@ pub struct NodeIdentity {
     pub config_file: Option<String>,
     /// Worker threads of the runtime.
     pub io_threads: usize,
+    /// The memcached port (0 when disabled).
+    pub memcache_port: u16,
 }
 
 /// Counters of the node as a whole.
@@ -176,6 +178,8 @@ pub struct Node {
     pub command_stats: Box<[CommandStats]>,
     /// Command latency.
     pub latency: LatencyHistogram,
+    /// memcached protocol counters.
+    pub mc_stats: crate::memcached::McStats,
     /// When the node started.
     pub started: Instant,
     /// Connected clients by id.
@@ -202,6 +206,7 @@ impl Node {
             stats: NodeStats::default(),
             command_stats: COMMANDS.iter().map(|_| CommandStats::default()).collect(),
             latency: LatencyHistogram::default(),
+            mc_stats: crate::memcached::McStats::default(),
             started: Instant::now(),
             clients: Mutex::new(BTreeMap::new()),
             next_client_id: AtomicU64::new(1),

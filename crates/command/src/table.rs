@@ -209,8 +209,11 @@ static OTHER_TYPE_COMMANDS: &[&str] = &[
     "zscore",
 ];
 
-fn index() -> &'static HashMap<&'static [u8], usize> {
-    static INDEX: OnceLock<HashMap<&'static [u8], usize>> = OnceLock::new();
+/// Command names to table positions, hashed with foldhash: the lookup is on every request.
+type Index = HashMap<&'static [u8], usize, foldhash::fast::FixedState>;
+
+fn index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
     INDEX.get_or_init(|| {
         COMMANDS
             .iter()

@@ -24,7 +24,14 @@ impl Node {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcache"));
         cmd.arg("server")
-            .args(["--port", &port.to_string(), "--admin-port", "0"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--admin-port",
+                "0",
+                "--memcache-port",
+                "0",
+            ])
             .args(args);
         for (k, v) in envs {
             cmd.env(k, v);

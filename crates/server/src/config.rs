@@ -26,6 +26,13 @@ pub struct ServerArgs {
     /// RESP port [default: 6379].
     #[arg(long, env = "RINGCACHE_PORT")]
     pub port: Option<u16>,
+    /// memcached text protocol port [default: 11211]; 0 picks a free port.
+    #[arg(long, env = "RINGCACHE_MEMCACHE_PORT")]
+    pub memcache_port: Option<u16>,
+    /// Disable the memcached listener.
+    #[arg(long, env = "RINGCACHE_NO_MEMCACHE")]
+    #[serde(default)]
+    pub no_memcache: bool,
     /// Admin HTTP port for /metrics and /healthz [default: 9100]; 0 picks a free port.
     #[arg(long, env = "RINGCACHE_ADMIN_PORT")]
     pub admin_port: Option<u16>,
@@ -79,6 +86,8 @@ pub struct Config {
     pub bind: IpAddr,
     /// RESP port (0: any free port).
     pub port: u16,
+    /// memcached port (0: any free port); `None` disables it.
+    pub memcache_port: Option<u16>,
     /// Admin HTTP port (0: any free port); `None` disables it.
     pub admin_port: Option<u16>,
     /// Memory budget; 0 = unlimited.
@@ -158,6 +167,11 @@ impl Config {
         let config = Config {
             bind: pick!(bind).unwrap_or(IpAddr::from([127, 0, 0, 1])),
             port: pick!(port).unwrap_or(6379),
+            memcache_port: if args.no_memcache || file.no_memcache {
+                None
+            } else {
+                Some(pick!(memcache_port).unwrap_or(11211))
+            },
             admin_port: if args.no_admin || file.no_admin {
                 None
             } else {
@@ -207,7 +221,10 @@ mod tests {
     fn defaults_are_safe() {
         let c = Config::default();
         assert_eq!(c.bind, IpAddr::from([127, 0, 0, 1]));
-        assert_eq!((c.port, c.admin_port), (6379, Some(9100)));
+        assert_eq!(
+            (c.port, c.admin_port, c.memcache_port),
+            (6379, Some(9100), Some(11211))
+        );
         assert_eq!(c.max_memory_bytes, 1 << 30);
         assert_eq!(c.max_value_bytes, 1 << 20);
         assert_eq!(c.policy, EvictionPolicy::AllKeysLru);

@@ -129,6 +129,68 @@ impl Protocol for Resp {
     }
 }
 
+/// The memcached text protocol.
+pub struct Memcache {
+    info: Arc<ClientInfo>,
+    parser: memcache::Parser,
+}
+
+impl Memcache {
+    /// Returns the protocol state of a new memcached connection.
+    pub fn new(node: &Node, info: Arc<ClientInfo>) -> Self {
+        Self {
+            info,
+            parser: memcache::Parser::new(memcache_limits(node)),
+        }
+    }
+}
+
+fn memcache_limits(node: &Node) -> memcache::Limits {
+    memcache::Limits {
+        max_value_bytes: node.store.config().max_value_bytes,
+        ..memcache::Limits::default()
+    }
+}
+
+impl Protocol for Memcache {
+    fn refresh(&mut self, node: &Node) {
+        self.info.mark_active();
+        self.parser.set_limits(memcache_limits(node));
+    }
+
+    fn step(&mut self, node: &Node, input: &mut BytesMut, output: &mut BytesMut) -> Step {
+        match self.parser.parse(input) {
+            Ok(Some(request)) => {
+                match command::memcached::execute(node, request, command::unix_ms(), output) {
+                    command::memcached::Flow::Continue => Step::Handled,
+                    command::memcached::Flow::Close => Step::Close(Close::Client),
+                }
+            }
+            Ok(None) => Step::NeedMore,
+            Err(err) => {
+                // As memcached: a value refused for its size also removes the old one, so a
+                // stale value can't be read after a failed update.
+                if let memcache::ParseError::TooLarge {
+                    invalidate: Some(key),
+                    ..
+                } = &err
+                {
+                    node.store.remove(key, command::unix_ms());
+                }
+                if !err.noreply() {
+                    output.extend_from_slice(err.wire());
+                }
+                if err.is_fatal() {
+                    node.stats.protocol_errors.fetch_add(1, Relaxed);
+                    Step::Close(Close::ProtocolError)
+                } else {
+                    Step::Handled
+                }
+            }
+        }
+    }
+}
+
 /// Serves one connection with `protocol` until it closes; returns why.
 pub async fn serve(
     node: Arc<Node>,

@@ -8,7 +8,8 @@
 //!
 //! ```text
 //!  tokio runtime (N worker threads)
-//!  ├── accept loop (RESP) ──> one task per connection ──> command::execute ──> store shards
+//!  ├── accept loop (RESP) ──────> one task per connection ──> command::execute ─────┐
+//!  ├── accept loop (memcached) ─> one task per connection ──> command::memcached ───┴> store
 //!  ├── expiry task: every 100 ms, reclaim due keys, ≤ 25 ms of CPU per tick
 //!  ├── admin HTTP (axum): /metrics, /healthz
 //!  └── shutdown: SIGTERM/SIGINT cancel a token; listeners stop, connections finish the
@@ -54,6 +55,8 @@ const EXPIRE_BATCH: usize = 256;
 pub struct RunningServer {
     /// The bound RESP address.
     pub resp_addr: SocketAddr,
+    /// The bound memcached address, if enabled.
+    pub memcache_addr: Option<SocketAddr>,
     /// The bound admin HTTP address, if enabled.
     pub admin_addr: Option<SocketAddr>,
     /// The node's shared state.
@@ -78,7 +81,7 @@ impl RunningServer {
     }
 }
 
-fn build_node(config: &Config, port: u16) -> Node {
+fn build_node(config: &Config, port: u16, memcache_port: u16) -> Node {
     let store = Store::new(StoreConfig {
         shards: config.shards,
         max_memory_bytes: config.max_memory_bytes,
@@ -97,6 +100,7 @@ fn build_node(config: &Config, port: u16) -> Node {
         port,
         config_file: config.config_file.as_ref().map(|p| p.display().to_string()),
         io_threads: config.threads,
+        memcache_port,
     };
     Node::new(store, settings, identity)
 }
@@ -107,7 +111,22 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("binding RESP listener on {}:{}", config.bind, config.port))?;
     let resp_addr = listener.local_addr()?;
-    let node = Arc::new(build_node(&config, resp_addr.port()));
+    let memcache_listener =
+        match config.memcache_port {
+            Some(port) => Some(TcpListener::bind((config.bind, port)).await.with_context(
+                || format!("binding memcached listener on {}:{port}", config.bind),
+            )?),
+            None => None,
+        };
+    let memcache_addr = memcache_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let node = Arc::new(build_node(
+        &config,
+        resp_addr.port(),
+        memcache_addr.map_or(0, |a| a.port()),
+    ));
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
 
@@ -133,16 +152,29 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     };
 
     tracker.spawn(expire_loop(node.clone(), shutdown.clone()));
+    let write_timeout = Duration::from_secs(config.client_write_timeout_secs.max(1));
     tracker.spawn(accept_loop(
         listener,
+        Wire::Resp,
         node.clone(),
-        Duration::from_secs(config.client_write_timeout_secs.max(1)),
+        write_timeout,
         shutdown.clone(),
         tracker.clone(),
     ));
-    tracing::info!(%resp_addr, ?admin_addr, maxmemory = config.max_memory_bytes, shards = node.store.shard_count(), "ringcache node ready");
+    if let Some(listener) = memcache_listener {
+        tracker.spawn(accept_loop(
+            listener,
+            Wire::Memcache,
+            node.clone(),
+            write_timeout,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
+    tracing::info!(%resp_addr, ?memcache_addr, ?admin_addr, maxmemory = config.max_memory_bytes, shards = node.store.shard_count(), "ringcache node ready");
     Ok(RunningServer {
         resp_addr,
+        memcache_addr,
         admin_addr,
         node,
         shutdown,
@@ -150,8 +182,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     })
 }
 
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Resp,
+    Memcache,
+}
+
 async fn accept_loop(
     listener: TcpListener,
+    wire: Wire,
     node: Arc<Node>,
     write_timeout: Duration,
     shutdown: CancellationToken,
@@ -175,9 +215,11 @@ async fn accept_loop(
         let Some(info) = node.register_client(peer, local) else {
             tracker.spawn(async move {
                 use tokio::io::AsyncWriteExt;
-                let _ = stream
-                    .write_all(b"-ERR max number of clients reached\r\n")
-                    .await;
+                let refusal: &[u8] = match wire {
+                    Wire::Resp => b"-ERR max number of clients reached\r\n",
+                    Wire::Memcache => b"SERVER_ERROR Too many open connections\r\n",
+                };
+                let _ = stream.write_all(refusal).await;
                 let _ = stream.shutdown().await;
             });
             continue;
@@ -186,9 +228,16 @@ async fn accept_loop(
         let token = shutdown.clone();
         tracker.spawn(async move {
             let id = info.id;
-            let protocol = connection::Resp::new(&node, info);
-            let close =
-                connection::serve(node.clone(), stream, protocol, write_timeout, token).await;
+            let close = match wire {
+                Wire::Resp => {
+                    let protocol = connection::Resp::new(&node, info);
+                    connection::serve(node.clone(), stream, protocol, write_timeout, token).await
+                }
+                Wire::Memcache => {
+                    let protocol = connection::Memcache::new(&node, info);
+                    connection::serve(node.clone(), stream, protocol, write_timeout, token).await
+                }
+            };
             tracing::debug!(client = id, ?close, "connection closed");
             node.unregister_client(id);
         });
@@ -204,6 +253,18 @@ async fn expire_loop(node: Arc<Node>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        let now_ms = command::unix_ms();
+        // A delayed memcached `flush_all` takes effect here.
+        let flush_at = node
+            .mc_stats
+            .flush_at_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if flush_at != 0 && flush_at <= now_ms {
+            node.mc_stats
+                .flush_at_ms
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            node.store.clear();
         }
         let started = Instant::now();
         loop {

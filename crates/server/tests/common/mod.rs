@@ -13,6 +13,7 @@ pub async fn start_with(tweak: impl FnOnce(&mut ServerArgs)) -> RunningServer {
     let mut args = ServerArgs {
         port: Some(0),
         admin_port: Some(0),
+        memcache_port: Some(0),
         shards: Some(4),
         ..ServerArgs::default()
     };
