@@ -14,11 +14,14 @@ struct Cli {
 enum Command {
     /// Run one cache node.
     Server(Box<server::ServerArgs>),
+    /// Generate load against a node (RESP or memcached) and report throughput and latency.
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => server::run(server::Config::resolve(*args)?),
+        Command::Bench(args) => bench::run(*args),
     }
 }

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: ringcache against redis-server (RESP) and memcached (memcached text
+# protocol), driven by the same load generator (`ringcache bench`), with repetitions
+# interleaved so machine noise hits every server alike. Prints medians and ratios and writes
+# every run to target/bench/results.jsonl (summarised by bench/summarize.py).
+#
+#   bench/compare.sh                 # the whole matrix, 5 repetitions
+#   REPS=3 DURATION=5s bench/compare.sh
+#   ROWS="resp-get90-p1 mc-set-p16" bench/compare.sh
+#
+# Each server is pinned to CPU 1 and the load generator to CPU 0 (when the machine has at
+# least 2), so every server gets one core: the comparison is per core. Set PIN=0 to disable.
+# Installs redis-server and memcached from the distribution's packages when missing.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+REPS="${REPS:-5}"
+DURATION="${DURATION:-8s}"
+WARMUP="${WARMUP:-2s}"
+KEYS="${KEYS:-1000000}"
+MAXMEM_MB="${MAXMEM_MB:-2048}"
+CONNECTIONS="${CONNECTIONS:-50}"
+PIN="${PIN:-1}"
+OUT_DIR="$ROOT/target/bench"
+RESULTS="$OUT_DIR/results.jsonl"
+mkdir -p "$OUT_DIR"
+: >"$RESULTS"
+
+log() { printf '%s\n' "$*" >&2; }
+
+if [[ "$PIN" == 1 && "$(nproc)" -ge 2 ]] && command -v taskset >/dev/null; then
+  SERVER_CPU=(taskset -c 1)
+  CLIENT_CPU=(taskset -c 0)
+else
+  SERVER_CPU=()
+  CLIENT_CPU=()
+fi
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v memcached >/dev/null || need+=(memcached)
+command -v redis-cli >/dev/null || need+=(redis-tools)
+if ((${#need[@]})); then
+  log "installing ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+log "building ringcache (release)"
+cargo build --release --locked -p ringcache >&2
+RC="$ROOT/target/release/ringcache"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+RC_PORT=$(free_port); RC_MC_PORT=$(free_port); REDIS_PORT=$(free_port); MC_PORT=$(free_port)
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+start_servers() {
+  # Equal memory limits: 2 GB by default, far above the data set, so no run evicts.
+  "${SERVER_CPU[@]}" "$RC" server --port "$RC_PORT" --memcache-port "$RC_MC_PORT" --no-admin \
+    --maxmemory "${MAXMEM_MB}mb" --threads 1 --log warn &
+  PIDS+=($!); RC_PID=$!
+  "${SERVER_CPU[@]}" redis-server --port "$REDIS_PORT" --save '' --appendonly no \
+    --maxmemory "${MAXMEM_MB}mb" --maxmemory-policy allkeys-lru --loglevel warning &
+  PIDS+=($!); REDIS_PID=$!
+  "${SERVER_CPU[@]}" memcached -p "$MC_PORT" -U 0 -l 127.0.0.1 -t 2 -m "$MAXMEM_MB" -c 4096 -u root &
+  PIDS+=($!); MC_PID=$!
+  for port in "$RC_PORT" "$RC_MC_PORT" "$REDIS_PORT" "$MC_PORT"; do
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+  done
+}
+
+# CPU seconds (user + system) a process has used so far.
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
+
+# run NAME SERVER PID PROTOCOL PORT [bench args...]: one measured run, appended to $RESULTS.
+run() {
+  local row="$1" server="$2" pid="$3" protocol="$4" port="$5"
+  shift 5
+  local before after json
+  before=$(cpu_secs "$pid")
+  json=$("${CLIENT_CPU[@]}" "$RC" bench --protocol "$protocol" --port "$port" --json --quiet \
+    --connections "$CONNECTIONS" --keys "$KEYS" --warmup "$WARMUP" --duration "$DURATION" "$@")
+  after=$(cpu_secs "$pid")
+  python3 - "$row" "$server" "$before" "$after" "$json" >>"$RESULTS" <<'PY'
+import json, sys
+row, server, before, after, result = sys.argv[1:]
+r = json.loads(result)
+r.update(row=row, server=server, server_cpu_secs=float(after) - float(before))
+print(json.dumps(r))
+PY
+  log "  $row $server: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(f"{r[\"ops_per_sec\"]:.0f} ops/s p99 {r[\"latency_us\"][\"p99\"]} us errors {r[\"errors\"]}")' "$json")"
+}
+
+prefill() {
+  local protocol="$1" port="$2"
+  "${CLIENT_CPU[@]}" "$RC" bench --protocol "$protocol" --port "$port" --quiet --keys "$KEYS" \
+    --prefill --warmup 0 --requests 1 --connections 8 --pipeline 64 >/dev/null
+}
+
+start_servers
+log "prefilling $KEYS keys of 100 bytes on each server"
+prefill resp "$RC_PORT"
+prefill resp "$REDIS_PORT"
+prefill memcache "$MC_PORT"
+
+# name protocol ratio pipeline: the throughput matrix of issue #3.
+ALL_ROWS="resp-get90-p1 resp-get90-p16 resp-set-p1 resp-set-p16 mc-get90-p1 mc-get90-p16 mc-set-p1 mc-set-p16"
+ROWS="${ROWS:-$ALL_ROWS}"
+
+for rep in $(seq "$REPS"); do
+  log "repetition $rep of $REPS"
+  for row in $ROWS; do
+    case "$row" in
+      resp-*) proto=resp; a=(ringcache "$RC_PID" "$RC_PORT"); b=(redis "$REDIS_PID" "$REDIS_PORT") ;;
+      mc-*) proto=memcache; a=(ringcache "$RC_PID" "$RC_MC_PORT"); b=(memcached "$MC_PID" "$MC_PORT") ;;
+    esac
+    case "$row" in *get90*) ratio=9:1 ;; *set*) ratio=0:1 ;; esac
+    pipeline="${row##*-p}"
+    # Alternate which server goes first, so drift in machine load favours neither.
+    if ((rep % 2)); then order=(a b); else order=(b a); fi
+    for side in "${order[@]}"; do
+      declare -n s="$side"
+      run "$row" "${s[0]}" "${s[1]}" "$proto" "${s[2]}" --ratio "$ratio" --pipeline "$pipeline"
+      unset -n s
+    done
+  done
+done
+
+python3 "$ROOT/bench/summarize.py" "$RESULTS"

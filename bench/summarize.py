@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Summarises bench/compare.sh results: medians per (row, server) and ringcache's ratios.
+
+    python3 bench/summarize.py target/bench/results.jsonl
+
+Server CPU per operation is the server's user+system CPU time over the whole run (warm-up
+included) divided by the operations the run would have done at its measured rate over the
+same time: the same approximation for every server, so the ratio is fair.
+"""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+
+def main(path):
+    runs = [json.loads(line) for line in open(path) if line.strip()]
+    by = defaultdict(list)
+    for r in runs:
+        by[(r["row"], r["server"])].append(r)
+    rows = []
+    for r in runs:
+        if r["row"] not in rows:
+            rows.append(r["row"])
+    print("| row | server | runs | ops/s (median) | ratio | p50 us | p99 us | p99.9 us | CPU us/op | CPU ratio | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        servers = [s for (rw, s) in by if rw == row]
+        medians = {}
+        for server in servers:
+            rs = by[(row, server)]
+            ops = statistics.median(r["ops_per_sec"] for r in rs)
+            cpu = statistics.median(
+                r["server_cpu_secs"] * 1e6
+                / max(1.0, r["ops_per_sec"] * (r["duration_secs"] + float(r.get("warmup_secs", 0))))
+                for r in rs
+            )
+            lat = {k: statistics.median(r["latency_us"][k] for r in rs) for k in ("p50", "p99", "p999")}
+            errors = sum(r["errors"] for r in rs)
+            medians[server] = (ops, cpu, lat, errors, len(rs))
+        base = medians.get("ringcache")
+        for server in sorted(servers, key=lambda s: s != "ringcache"):
+            ops, cpu, lat, errors, n = medians[server]
+            ratio = cpu_ratio = ""
+            if server != "ringcache" and base:
+                ratio = f"{base[0] / ops:.2f}x"
+                cpu_ratio = f"{base[1] / cpu:.2f}x" if cpu > 0 else ""
+            print(
+                f"| {row} | {server} | {n} | {ops:,.0f} | {ratio} | {lat['p50']:.0f} | {lat['p99']:.0f} "
+                f"| {lat['p999']:.0f} | {cpu:.2f} | {cpu_ratio} | {errors} |"
+            )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "target/bench/results.jsonl")
