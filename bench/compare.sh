@@ -94,7 +94,9 @@ r = json.loads(result)
 r.update(row=row, server=server, server_cpu_secs=float(after) - float(before))
 print(json.dumps(r))
 PY
-  log "  $row $server: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(f"{r[\"ops_per_sec\"]:.0f} ops/s p99 {r[\"latency_us\"][\"p99\"]} us errors {r[\"errors\"]}")' "$json")"
+  python3 -c 'import json, sys
+r = json.loads(sys.argv[1])
+print("  %s %s: %.0f ops/s p99 %s us errors %s" % (sys.argv[2], sys.argv[3], r["ops_per_sec"], r["latency_us"]["p99"], r["errors"]))' "$json" "$row" "$server" >&2
 }
 
 prefill() {

@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Redis compatibility test: runs tests/compat/diff_vs_redis.py, which compares ringcache's
-# replies with a real redis-server's (deliberate differences are listed in
-# tests/compat/known_differences.toml), then checks ringcache through the redis-py client.
+# Compatibility tests, in two parts:
+#  - Redis: tests/compat/diff_vs_redis.py compares ringcache's RESP replies with a real
+#    redis-server's (deliberate differences are listed in tests/compat/known_differences.toml),
+#    then checks ringcache through the redis-py client;
+#  - memcached: tests/compat/diff_vs_memcached.py compares the replies of ringcache's memcached
+#    port with a real memcached's (deliberate differences: tests/compat/
+#    known_differences_memcached.toml), then checks ringcache through the pymemcache client.
 #
 #   RINGCACHE_BIN=target/release/ringcache scripts/compat.sh [diff_vs_redis.py options]
 #
 # RINGCACHE_BIN defaults to target/debug/ringcache (relative to the repository root; build it
-# first). Installs redis-server with apt-get (as root) and the redis Python package with pip
-# when they are missing. Both servers run on free local ports and are stopped on exit.
-# Exit status: the test's (0 = compatible, 1 = unexpected differences, 2 = could not run).
+# first). Installs redis-server and memcached with apt-get (as root) and the redis and
+# pymemcache Python packages with pip when they are missing. Every server runs on free local
+# ports (the memcached part on a ringcache node of its own) and is stopped on exit.
+# Options go to diff_vs_redis.py; MEMCACHED_COMPAT_ARGS (split at spaces) to
+# diff_vs_memcached.py.
+# The last line of the output is `N passed, M failed`, summed over both parts.
+# Exit status: 0 = compatible, 1 = unexpected differences, 2 = could not run (the larger of
+# the two parts').
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,9 +47,22 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
+if ! command -v memcached >/dev/null 2>&1; then
+  if [[ "$(id -u)" -eq 0 ]]; then
+    step "installing memcached"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq memcached >/dev/null
+  else
+    echo "compat: memcached is not installed (apt-get install memcached)" >&2
+    exit 2
+  fi
+fi
+
 PYDEPS=""
 PYPKGS=()
 python3 -c 'import redis' >/dev/null 2>&1 || PYPKGS+=(redis)
+python3 -c 'import pymemcache' >/dev/null 2>&1 || PYPKGS+=(pymemcache)
 # the allowlist is TOML: tomllib is standard from Python 3.11, tomli before
 python3 -c 'import tomllib' >/dev/null 2>&1 || python3 -c 'import tomli' >/dev/null 2>&1 || PYPKGS+=(tomli)
 if [[ ${#PYPKGS[@]} -gt 0 ]]; then
@@ -61,9 +83,11 @@ fi
 WORK="$(mktemp -d)"
 REDIS_PID=""
 RC_PID=""
+MC_PID=""
+RC_MC_PID=""
 cleanup() {
   local pid
-  for pid in "$RC_PID" "$REDIS_PID"; do
+  for pid in "$RC_PID" "$REDIS_PID" "$RC_MC_PID" "$MC_PID"; do
     if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
       kill "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
@@ -104,19 +128,92 @@ step "starting redis-server ($(redis-server --version | awk '{print $3}')) on $R
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
   --dir "$WORK" --logfile "$WORK/redis.log" --daemonize no &
 REDIS_PID=$!
-"$RINGCACHE_BIN" server --port "$RC_PORT" --admin-port 0 >"$WORK/ringcache.log" 2>&1 &
+"$RINGCACHE_BIN" server --port "$RC_PORT" --admin-port 0 --memcache-port 0 >"$WORK/ringcache.log" 2>&1 &
 RC_PID=$!
 wait_port redis-server "$REDIS_PORT" "$REDIS_PID" "$WORK/redis.log"
 wait_port ringcache "$RC_PORT" "$RC_PID" "$WORK/ringcache.log"
 
-step "diff_vs_redis.py"
-status=0
-python3 "$ROOT/tests/compat/diff_vs_redis.py" --redis-port "$REDIS_PORT" --rc-port "$RC_PORT" \
-  --require-redis-py "$@" || status=$?
+# Runs a test, showing its output and keeping a copy; sets run_status to its exit status.
+run_test() { # output-file command...
+  local out="$1"
+  shift
+  set +e
+  PYTHONUNBUFFERED=1 "$@" 2>&1 | tee "$out"
+  run_status=${PIPESTATUS[0]}
+  set -e
+}
 
+# Adds a part's `N passed, M failed` line to the totals (a part that printed none, or
+# whose ringcache node died, counts one failure more).
+passed=0
+failed=0
+tally() { # output-file extra-failures
+  local line p=0 f=1
+  line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$1" | tail -n 1 || true)"
+  if [[ -n "$line" ]]; then
+    p="${line%% passed*}"
+    f="${line#*, }"
+    f="${f%% failed}"
+  fi
+  passed=$((passed + p))
+  failed=$((failed + f + $2))
+}
+
+# Combines the parts' exit statuses: the larger wins (2 = could not run, over 1).
+combine() {
+  if [[ $1 -gt $status ]]; then status=$1; fi
+}
+
+status=0
+
+step "diff_vs_redis.py"
+run_test "$WORK/redis.out" python3 "$ROOT/tests/compat/diff_vs_redis.py" \
+  --redis-port "$REDIS_PORT" --rc-port "$RC_PORT" --require-redis-py "$@"
+redis_status=$run_status
+died=0
 if ! kill -0 "$RC_PID" 2>/dev/null; then
   echo "compat: ringcache exited during the test; its log:" >&2
   tail -n 30 "$WORK/ringcache.log" >&2 || true
-  [[ $status -ne 0 ]] || status=1
+  [[ $redis_status -ne 0 ]] || redis_status=1
+  died=1
 fi
+combine "$redis_status"
+tally "$WORK/redis.out" "$died"
+
+MC_PORT="$(free_port)"
+RC_MC_RESP_PORT="$(free_port)"
+RC_MC_PORT="$(free_port)"
+while [[ "$RC_MC_RESP_PORT" == "$MC_PORT" ]]; do RC_MC_RESP_PORT="$(free_port)"; done
+while [[ "$RC_MC_PORT" == "$MC_PORT" || "$RC_MC_PORT" == "$RC_MC_RESP_PORT" ]]; do
+  RC_MC_PORT="$(free_port)"
+done
+MC_USER=()
+# memcached refuses to run as root unless told which user to be
+if [[ "$(id -u)" -eq 0 ]]; then MC_USER=(-u root); fi
+step "starting $(memcached -V) on $MC_PORT and $RINGCACHE_BIN (memcached port $RC_MC_PORT)"
+memcached -p "$MC_PORT" -U 0 -t 2 -m 1024 -l 127.0.0.1 ${MC_USER[@]+"${MC_USER[@]}"} >"$WORK/memcached.log" 2>&1 &
+MC_PID=$!
+"$RINGCACHE_BIN" server --port "$RC_MC_RESP_PORT" --admin-port 0 --memcache-port "$RC_MC_PORT" \
+  >"$WORK/ringcache-mc.log" 2>&1 &
+RC_MC_PID=$!
+wait_port memcached "$MC_PORT" "$MC_PID" "$WORK/memcached.log"
+wait_port ringcache "$RC_MC_PORT" "$RC_MC_PID" "$WORK/ringcache-mc.log"
+
+step "diff_vs_memcached.py"
+# shellcheck disable=SC2086  # MEMCACHED_COMPAT_ARGS is split at spaces on purpose
+run_test "$WORK/memcached.out" python3 "$ROOT/tests/compat/diff_vs_memcached.py" \
+  --mc-port "$MC_PORT" --rc-port "$RC_MC_PORT" --require-pymemcache ${MEMCACHED_COMPAT_ARGS:-}
+mc_status=$run_status
+died=0
+if ! kill -0 "$RC_MC_PID" 2>/dev/null; then
+  echo "compat: ringcache (memcached part) exited during the test; its log:" >&2
+  tail -n 30 "$WORK/ringcache-mc.log" >&2 || true
+  [[ $mc_status -ne 0 ]] || mc_status=1
+  died=1
+fi
+combine "$mc_status"
+tally "$WORK/memcached.out" "$died"
+
+step "summary: redis part exit $redis_status, memcached part exit $mc_status"
+echo "$passed passed, $failed failed"
 exit "$status"

@@ -33,7 +33,7 @@ scan_iter and HELLO 3. It runs when the `redis` package is importable (required 
 Usage (scripts/compat.sh starts both servers on free ports and runs this):
 
     redis-server --port 17380 --save '' --appendonly no --daemonize yes
-    target/debug/ringcache server --port 17379 --admin-port 0 &
+    target/debug/ringcache server --port 17379 --admin-port 0 --memcache-port 0 &
     python3 tests/compat/diff_vs_redis.py --redis-port 17380 --rc-port 17379
 
     -v                  print every check with both replies, and each known difference hit

@@ -81,6 +81,32 @@ pub struct McStats {
     pub flush_at_ms: AtomicU64,
 }
 
+impl McStats {
+    /// Returns the counters `stats reset` zeroes (all but the pending flush time).
+    fn counters(&self) -> [&AtomicU64; 18] {
+        [
+            &self.cmd_get,
+            &self.cmd_set,
+            &self.cmd_touch,
+            &self.cmd_flush,
+            &self.get_hits,
+            &self.get_misses,
+            &self.delete_hits,
+            &self.delete_misses,
+            &self.incr_hits,
+            &self.incr_misses,
+            &self.decr_hits,
+            &self.decr_misses,
+            &self.cas_hits,
+            &self.cas_misses,
+            &self.cas_badval,
+            &self.touch_hits,
+            &self.touch_misses,
+            &self.total_items,
+        ]
+    }
+}
+
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Relaxed);
 }
@@ -106,10 +132,13 @@ fn expiry(exptime: i64, now_ms: u64) -> Expiry {
 }
 
 impl Expiry {
+    /// The deadline to store: `None` never expires, and a past exptime becomes a deadline at
+    /// the epoch, so the item is expired from the moment it is written.
     fn deadline(self) -> Option<u64> {
         match self {
             Expiry::At(at) => Some(at),
-            Expiry::Never | Expiry::Past => None,
+            Expiry::Past => Some(1),
+            Expiry::Never => None,
         }
     }
 }
@@ -195,7 +224,7 @@ pub fn execute(node: &Node, request: Request, now_ms: u64, out: &mut BytesMut) -
             });
             if !noreply {
                 match result {
-                    Arith::Value(n, _) => encode::number(out, n),
+                    Arith::Value(n, _, _) => encode::number(out, n),
                     Arith::NotFound => encode::status(out, Status::NotFound),
                     Arith::NonNumeric => {
                         encode::client_error(out, "cannot increment or decrement non-numeric value")
@@ -252,7 +281,7 @@ pub fn execute(node: &Node, request: Request, now_ms: u64, out: &mut BytesMut) -
                 encode::status(out, Status::Ok);
             }
         }
-        Request::Stats { group, .. } => stats_reply(node, group.as_deref(), now_ms, out),
+        Request::Stats { group, args } => stats_reply(node, group.as_deref(), &args, now_ms, out),
         Request::Quit => return Flow::Close,
         Request::MetaGet { key, flags } => meta_get(node, &key, &flags, now_ms, out),
         Request::MetaSet { key, data, flags } => meta_set(node, &key, data, &flags, now_ms, out),
@@ -282,7 +311,10 @@ fn get(
 ) {
     let stats = &node.mc_stats;
     for key in keys {
-        bump(&stats.cmd_get);
+        // gat/gats count as touches only, as in memcached.
+        if touch_exptime.is_none() {
+            bump(&stats.cmd_get);
+        }
         let item = match touch_exptime {
             Some(exptime) => {
                 bump(&stats.cmd_touch);
@@ -296,9 +328,12 @@ fn get(
             }
             None => node.store.get(key, now_ms),
         };
+        let counted = touch_exptime.is_none();
         match item {
             Some(item) => {
-                bump(&stats.get_hits);
+                if counted {
+                    bump(&stats.get_hits);
+                }
                 encode::value(
                     out,
                     key,
@@ -307,7 +342,8 @@ fn get(
                     with_cas.then_some(item.cas),
                 );
             }
-            None => bump(&stats.get_misses),
+            None if counted => bump(&stats.get_misses),
+            None => {}
         }
     }
     encode::end(out);
@@ -338,6 +374,7 @@ fn store(
     now_ms: u64,
 ) -> &'static [u8] {
     let stats = &node.mc_stats;
+    let max_value = node.store.config().max_value_bytes;
     let result = node.store.mutate(key, now_ms, |old| {
         let put = |value: Bytes, flags: u32, deadline: Option<u64>| match expiry {
             Expiry::Past if !matches!(mode, StoreMode::Append | StoreMode::Prepend) => {
@@ -358,6 +395,12 @@ fn store(
                 Mutation::Keep(Status::NotStored)
             }
             (StoreMode::Append | StoreMode::Prepend, None) => Mutation::Keep(Status::NotStored),
+            // Growing past the value limit is "not stored", as memcached; the old value stays.
+            (StoreMode::Append | StoreMode::Prepend, Some(o))
+                if o.value.len() + data.len() > max_value =>
+            {
+                Mutation::Keep(Status::NotStored)
+            }
             (StoreMode::Append | StoreMode::Prepend, Some(o)) => {
                 // Flags and exptime of the request are ignored: the item keeps its own.
                 let joined = if mode == StoreMode::Append {
@@ -393,18 +436,19 @@ fn store(
 /// The outcome of an increment or decrement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Arith {
-    /// The new value and the item's CAS afterwards.
-    Value(u64, u64),
+    /// The new value, the item's CAS and its deadline afterwards.
+    Value(u64, u64, Option<u64>),
     NotFound,
     NonNumeric,
     CasMismatch,
     Refused(WriteError),
 }
 
-/// Parses a stored counter as memcached's `safe_strtoull` does: optional leading spaces,
-/// decimal digits, then the end or whitespace.
+/// Parses a stored counter as memcached's `safe_strtoull` does: optional leading spaces and
+/// `+`, decimal digits, then the end or whitespace.
 fn parse_counter(value: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(value).ok()?.trim_start();
+    let text = text.strip_prefix('+').unwrap_or(text);
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -452,7 +496,7 @@ fn arithmetic(
                         flags: 0,
                         meta: 0,
                     };
-                    Mutation::Put(item, Arith::Value(options.initial, 0))
+                    Mutation::Put(item, Arith::Value(options.initial, 0, e.deadline()))
                 }
                 None => Mutation::Keep(Arith::NotFound),
             };
@@ -475,10 +519,10 @@ fn arithmetic(
             flags: o.flags,
             meta: 0,
         };
-        Mutation::Put(item, Arith::Value(next, 0))
+        Mutation::Put(item, Arith::Value(next, 0, expires_at_ms))
     });
     match result {
-        Ok((Arith::Value(n, _), cas)) => Arith::Value(n, cas.unwrap_or(0)),
+        Ok((Arith::Value(n, _, deadline), cas)) => Arith::Value(n, cas.unwrap_or(0), deadline),
         Ok((outcome, _)) => outcome,
         Err(err) => Arith::Refused(err),
     }
@@ -492,11 +536,21 @@ fn meta_expiry(flags: &MetaFlags, flag: u8, now_ms: u64) -> Option<Expiry> {
         .map(|t| expiry(t, now_ms))
 }
 
-/// Appends the return flags common to meta replies, in request order: `O` and `k` always,
-/// `c f s t` when the item is known.
+/// What meta replies report about an item.
+#[derive(Debug, Clone, Copy)]
+struct ItemView {
+    cas: u64,
+    flags: u32,
+    size: usize,
+    expires_at_ms: Option<u64>,
+}
+
+/// Appends the return flags a command supports (`returns`, from `c f s t`; `O` and `k` are
+/// always echoed) in request order, as memcached does.
 fn return_flags(
     line: &mut encode::MetaLine<'_>,
     flags: &MetaFlags,
+    returns: &[u8],
     key: &[u8],
     item: Option<&ItemView>,
     now_ms: u64,
@@ -509,33 +563,26 @@ fn return_flags(
             (b'k', _) => {
                 line.key(key, flags.has(b'b'));
             }
-            (b'c', Some(i)) => {
-                line.flag_u64(b'c', i.cas);
-            }
-            (b'f', Some(i)) => {
-                line.flag_u64(b'f', u64::from(i.flags));
-            }
-            (b's', Some(i)) => {
-                line.flag_u64(b's', i.size as u64);
-            }
-            (b't', Some(i)) => {
-                let ttl = i
-                    .expires_at_ms
-                    .map_or(-1, |at| (at.saturating_sub(now_ms).div_ceil(1000)) as i64);
-                line.flag_i64(b't', ttl);
-            }
+            (f, Some(i)) if returns.contains(&f) => match f {
+                b'c' => {
+                    line.flag_u64(b'c', i.cas);
+                }
+                b'f' => {
+                    line.flag_u64(b'f', u64::from(i.flags));
+                }
+                b's' => {
+                    line.flag_u64(b's', i.size as u64);
+                }
+                _ => {
+                    let ttl = i
+                        .expires_at_ms
+                        .map_or(-1, |at| at.saturating_sub(now_ms).div_ceil(1000) as i64);
+                    line.flag_i64(b't', ttl);
+                }
+            },
             _ => {}
         }
     }
-}
-
-/// What meta replies report about an item.
-#[derive(Debug, Clone, Copy)]
-struct ItemView {
-    cas: u64,
-    flags: u32,
-    size: usize,
-    expires_at_ms: Option<u64>,
 }
 
 /// What `mg` found.
@@ -562,9 +609,10 @@ fn meta_get(node: &Node, key: &[u8], flags: &MetaFlags, now_ms: u64, out: &mut B
             return match vivify {
                 // A miss with N creates an empty placeholder and hands this client the win.
                 Some(e) => {
+                    let deadline = e.deadline();
                     let item = NewItem {
                         value: Bytes::new(),
-                        expires_at_ms: e.deadline(),
+                        expires_at_ms: deadline,
                         flags: 0,
                         meta: WIN_SENT,
                     };
@@ -572,7 +620,7 @@ fn meta_get(node: &Node, key: &[u8], flags: &MetaFlags, now_ms: u64, out: &mut B
                         cas: 0,
                         flags: 0,
                         size: 0,
-                        expires_at_ms: e.deadline(),
+                        expires_at_ms: deadline,
                     };
                     Mutation::Put(
                         item,
@@ -596,10 +644,7 @@ fn meta_get(node: &Node, key: &[u8], flags: &MetaFlags, now_ms: u64, out: &mut B
         let lost = o.meta & WIN_SENT != 0;
         let win = !lost && (stale || due);
         let meta = if win { o.meta | WIN_SENT } else { o.meta };
-        let expires_at_ms = match new_ttl {
-            Some(e) => e.deadline(),
-            None => o.expires_at_ms,
-        };
+        let expires_at_ms = new_ttl.map_or(o.expires_at_ms, Expiry::deadline);
         let value = if want_value {
             Bytes::copy_from_slice(o.value)
         } else {
@@ -646,7 +691,7 @@ fn meta_get(node: &Node, key: &[u8], flags: &MetaFlags, now_ms: u64, out: &mut B
             } else {
                 encode::meta(out, MetaStatus::Hd)
             };
-            return_flags(&mut line, flags, key, Some(&view), now_ms);
+            return_flags(&mut line, flags, b"cfst", key, Some(&view), now_ms);
             // memcached's order: Z (a token already went out), X (stale), W (you won).
             if lost {
                 line.flag(b'Z', b"");
@@ -662,7 +707,7 @@ fn meta_get(node: &Node, key: &[u8], flags: &MetaFlags, now_ms: u64, out: &mut B
             bump(&stats.get_misses);
             if !flags.has(b'q') {
                 let mut line = encode::meta(out, MetaStatus::En);
-                return_flags(&mut line, flags, key, None, now_ms);
+                return_flags(&mut line, flags, b"", key, None, now_ms);
             }
         }
         Err(err) => write_error(out, err),
@@ -688,9 +733,18 @@ fn meta_set(
     let invalidate = flags.has(b'I');
     let client_flags = flags.u64_token(b'F').and_then(Result::ok).unwrap_or(0) as u32;
     let ttl = meta_expiry(flags, b'T', now_ms).unwrap_or(Expiry::Never);
+    let max_value = node.store.config().max_value_bytes;
     let result = node.store.mutate_cas(key, now_ms, |old| {
+        // The mode decides first (add ignores C on a missing key, append to nothing is NS),
+        // then C is compared, as memcached does.
+        match (mode, old) {
+            (b'E', Some(_)) | (b'A' | b'P', None) => return Mutation::Keep(MetaStatus::Ns),
+            (b'S' | b'R', None) if compare_cas.is_some() => return Mutation::Keep(MetaStatus::Nf),
+            (b'R', None) => return Mutation::Keep(MetaStatus::Ns),
+            _ => {}
+        }
         let mut meta = 0;
-        if let (Some(c), Some(o)) = (compare_cas, old) {
+        if let (Some(c), Some(o), false) = (compare_cas, old, mode == b'E') {
             if c != o.cas {
                 // With I, a write carrying an older CAS still lands, marked stale.
                 if invalidate && c < o.cas {
@@ -700,11 +754,10 @@ fn meta_set(
                 }
             }
         }
-        if compare_cas.is_some() && old.is_none() {
-            return Mutation::Keep(MetaStatus::Nf);
-        }
         let (value, item_flags, deadline) = match (mode, old) {
-            (b'E', Some(_)) | (b'R' | b'A' | b'P', None) => return Mutation::Keep(MetaStatus::Ns),
+            (b'A' | b'P', Some(o)) if o.value.len() + data.len() > max_value => {
+                return Mutation::Keep(MetaStatus::Ns);
+            }
             (b'A', Some(o)) => (
                 Bytes::from([o.value, &data].concat()),
                 o.flags,
@@ -743,9 +796,9 @@ fn meta_set(
                 cas,
                 flags: client_flags,
                 size: data.len(),
-                expires_at_ms: ttl.deadline(),
+                expires_at_ms: None,
             });
-            return_flags(&mut line, flags, key, view.as_ref(), now_ms);
+            return_flags(&mut line, flags, b"c", key, view.as_ref(), now_ms);
         }
         Err(err) => write_error(out, err),
     }
@@ -755,6 +808,7 @@ fn meta_delete(node: &Node, key: &[u8], flags: &MetaFlags, now_ms: u64, out: &mu
     let stats = &node.mc_stats;
     let compare_cas = flags.u64_token(b'C').and_then(Result::ok);
     let invalidate = flags.has(b'I');
+    let remove_value = flags.has(b'x');
     let new_ttl = meta_expiry(flags, b'T', now_ms);
     let result = node.store.mutate(key, now_ms, |old| match old {
         None => Mutation::Keep(MetaStatus::Nf),
@@ -765,6 +819,16 @@ fn meta_delete(node: &Node, key: &[u8], flags: &MetaFlags, now_ms: u64, out: &mu
             meta: Some((o.meta | STALE) & !WIN_SENT),
             result: MetaStatus::Hd,
         },
+        // x: drop the value but keep the item (its flags and TTL), as current memcached.
+        Some(o) if remove_value => Mutation::Put(
+            NewItem {
+                value: Bytes::new(),
+                expires_at_ms: o.expires_at_ms,
+                flags: o.flags,
+                meta: 0,
+            },
+            MetaStatus::Hd,
+        ),
         Some(_) => Mutation::Remove(MetaStatus::Hd),
     });
     let status = result.unwrap_or(MetaStatus::Nf);
@@ -773,11 +837,12 @@ fn meta_delete(node: &Node, key: &[u8], flags: &MetaFlags, now_ms: u64, out: &mu
     } else {
         &stats.delete_hits
     });
-    if flags.has(b'q') && matches!(status, MetaStatus::Hd | MetaStatus::Nf) {
+    // q hides success only: a miss or a CAS mismatch is still reported.
+    if flags.has(b'q') && status == MetaStatus::Hd {
         return;
     }
     let mut line = encode::meta(out, status);
-    return_flags(&mut line, flags, key, None, now_ms);
+    return_flags(&mut line, flags, b"", key, None, now_ms);
 }
 
 fn meta_arithmetic(node: &Node, key: &[u8], flags: &MetaFlags, now_ms: u64, out: &mut BytesMut) {
@@ -805,33 +870,31 @@ fn meta_arithmetic(node: &Node, key: &[u8], flags: &MetaFlags, now_ms: u64, out:
     } else {
         counters.0
     });
+    // q hides success (HD, or VA with v); misses and mismatches are still reported.
     let quiet = flags.has(b'q');
+    let status_line = |out: &mut BytesMut, status| {
+        let mut line = encode::meta(out, status);
+        return_flags(&mut line, flags, b"", key, None, now_ms);
+    };
     match result {
-        Arith::Value(n, cas) => {
+        Arith::Value(_, _, _) if quiet => {}
+        Arith::Value(n, cas, deadline) => {
             let text = n.to_string();
             let view = ItemView {
                 cas,
                 flags: 0,
                 size: text.len(),
-                expires_at_ms: None,
+                expires_at_ms: deadline,
             };
-            if flags.has(b'v') {
-                let mut line = encode::meta_value(out, text.as_bytes());
-                return_flags(&mut line, flags, key, Some(&view), now_ms);
-            } else if !quiet {
-                let mut line = encode::meta(out, MetaStatus::Hd);
-                return_flags(&mut line, flags, key, Some(&view), now_ms);
-            }
+            let mut line = if flags.has(b'v') {
+                encode::meta_value(out, text.as_bytes())
+            } else {
+                encode::meta(out, MetaStatus::Hd)
+            };
+            return_flags(&mut line, flags, b"ct", key, Some(&view), now_ms);
         }
-        Arith::NotFound if quiet => {}
-        Arith::NotFound => {
-            let mut line = encode::meta(out, MetaStatus::Nf);
-            return_flags(&mut line, flags, key, None, now_ms);
-        }
-        Arith::CasMismatch => {
-            let mut line = encode::meta(out, MetaStatus::Ex);
-            return_flags(&mut line, flags, key, None, now_ms);
-        }
+        Arith::NotFound => status_line(out, MetaStatus::Nf),
+        Arith::CasMismatch => status_line(out, MetaStatus::Ex),
         Arith::NonNumeric => {
             encode::client_error(out, "cannot increment or decrement non-numeric value")
         }
@@ -839,7 +902,7 @@ fn meta_arithmetic(node: &Node, key: &[u8], flags: &MetaFlags, now_ms: u64, out:
     }
 }
 
-fn stats_reply(node: &Node, group: Option<&[u8]>, now_ms: u64, out: &mut BytesMut) {
+fn stats_reply(node: &Node, group: Option<&[u8]>, args: &[Bytes], now_ms: u64, out: &mut BytesMut) {
     let s = &node.mc_stats;
     let store = node.store.stats();
     let config = node.store.config();
@@ -921,8 +984,27 @@ fn stats_reply(node: &Node, group: Option<&[u8]>, now_ms: u64, out: &mut BytesMu
                 node.settings.idle_timeout_secs.load(Relaxed),
             );
         }
+        Some(b"reset") => {
+            for counter in s.counters() {
+                counter.store(0, Relaxed);
+            }
+            encode::status(out, Status::Reset);
+            return;
+        }
+        Some(b"detail") => {
+            match args.first().map(|a| a.as_ref()) {
+                Some(b"on" | b"off") => encode::status(out, Status::Ok),
+                Some(b"dump") => encode::end(out),
+                _ => encode::status(out, Status::Error),
+            }
+            return;
+        }
         // Groups that describe memcached's slab allocator have nothing to say here.
-        Some(_) => {}
+        Some(b"items" | b"slabs" | b"sizes" | b"conns" | b"cachedump" | b"extstore") => {}
+        Some(_) => {
+            encode::status(out, Status::Error);
+            return;
+        }
     }
     encode::end(out);
 }
@@ -950,6 +1032,7 @@ mod tests {
         assert_eq!(parse_counter(b"42"), Some(42));
         assert_eq!(parse_counter(b"  7"), Some(7));
         assert_eq!(parse_counter(b"7 "), Some(7));
+        assert_eq!(parse_counter(b"+5"), Some(5));
         assert_eq!(parse_counter(b"18446744073709551615"), Some(u64::MAX));
         for bad in [&b""[..], b"x", b"-1", b"1x", b"18446744073709551616"] {
             assert_eq!(
