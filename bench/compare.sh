@@ -41,6 +41,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v memcached >/dev/null || need+=(memcached)
 command -v redis-cli >/dev/null || need+=(redis-tools)
+command -v nc >/dev/null || need+=(netcat-openbsd)
 if ((${#need[@]})); then
   log "installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -105,11 +106,33 @@ prefill() {
     --prefill --warmup 0 --requests 1 --connections 8 --pipeline 64 >/dev/null
 }
 
+rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
+used_memory() { redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '/^used_memory:/ { print $2 }'; }
+mc_bytes() { printf 'stats\r\nquit\r\n' | timeout 5 nc -q 2 127.0.0.1 "$1" | tr -d '\r' | awk '/STAT bytes / { print $3 }'; }
+
 start_servers
+declare -A RSS0=([ringcache]=$(rss_kb "$RC_PID") [redis]=$(rss_kb "$REDIS_PID") [memcached]=$(rss_kb "$MC_PID"))
+USED0_RC=$(used_memory "$RC_PORT"); USED0_REDIS=$(used_memory "$REDIS_PORT")
 log "prefilling $KEYS keys of 100 bytes on each server"
 prefill resp "$RC_PORT"
 prefill resp "$REDIS_PORT"
 prefill memcache "$MC_PORT"
+sleep 1 # let connections release their large buffers
+# Memory per key, 1M keys of 100 bytes: the servers' own accounting and resident memory.
+python3 - "$KEYS" "${RSS0[ringcache]}" "$(rss_kb "$RC_PID")" "${RSS0[redis]}" "$(rss_kb "$REDIS_PID")" \
+  "${RSS0[memcached]}" "$(rss_kb "$MC_PID")" "$USED0_RC" "$(used_memory "$RC_PORT")" \
+  "$USED0_REDIS" "$(used_memory "$REDIS_PORT")" "$(mc_bytes "$MC_PORT")" >>"$RESULTS" <<'PY'
+import json, sys
+keys, *v = sys.argv[1:]
+keys = int(keys)
+rc0, rc1, r0, r1, m0, m1, u0rc, u1rc, u0r, u1r, mcb = (int(x or 0) for x in v)
+for server, rss, used in (("ringcache", rc1 - rc0, int(u1rc) - int(u0rc)),
+                          ("redis", r1 - r0, int(u1r) - int(u0r)),
+                          ("memcached", m1 - m0, int(mcb))):
+    print(json.dumps({"row": "memory-1m-keys", "server": server,
+                      "rss_bytes_per_key": rss * 1024 / keys,
+                      "accounted_bytes_per_key": used / keys}))
+PY
 
 # name protocol ratio pipeline: the throughput matrix of issue #3.
 ALL_ROWS="resp-get90-p1 resp-get90-p16 resp-set-p1 resp-set-p16 mc-get90-p1 mc-get90-p16 mc-set-p1 mc-set-p16"
@@ -133,5 +156,35 @@ for rep in $(seq "$REPS"); do
     done
   done
 done
+
+# Latency at a fixed rate: half of redis-server's saturation throughput at pipeline 1.
+if [[ " $ROWS " == *" resp-get90-p1 "* ]]; then
+  RATE=$(python3 - "$RESULTS" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if '"resp-get90-p1"' in l and '"redis"' in l]
+print(int(statistics.median(r["ops_per_sec"] for r in runs) / 2))
+PY
+)
+  log "fixed-rate latency at $RATE ops/s (half of redis-server's saturation)"
+  for rep in $(seq "$REPS"); do
+    run "resp-rate-half-redis" ringcache "$RC_PID" resp "$RC_PORT" --ratio 9:1 --rate "$RATE"
+    run "resp-rate-half-redis" redis "$REDIS_PID" resp "$REDIS_PORT" --ratio 9:1 --rate "$RATE"
+  done
+fi
+
+# 1 MB values over a 500-key space: GET and SET.
+if [[ "${BIG:-1}" == 1 ]]; then
+  for port in "$RC_PORT" "$REDIS_PORT"; do
+    "${CLIENT_CPU[@]}" "$RC" bench --port "$port" --quiet --keys 500 --value-size 1048576 --prefill \
+      --warmup 0 --requests 1 --connections 4 >/dev/null
+  done
+  for rep in $(seq "$REPS"); do
+    for ratio in 1:0 0:1; do
+      row="resp-1mb-$([[ $ratio == 1:0 ]] && echo get || echo set)"
+      CONNECTIONS=10 KEYS=500 run "$row" ringcache "$RC_PID" resp "$RC_PORT" --ratio "$ratio" --value-size 1048576
+      CONNECTIONS=10 KEYS=500 run "$row" redis "$REDIS_PID" resp "$REDIS_PORT" --ratio "$ratio" --value-size 1048576
+    done
+  done
+fi
 
 python3 "$ROOT/bench/summarize.py" "$RESULTS"

@@ -14,7 +14,9 @@ from collections import defaultdict
 
 
 def main(path):
-    runs = [json.loads(line) for line in open(path) if line.strip()]
+    everything = [json.loads(line) for line in open(path) if line.strip()]
+    memory = [r for r in everything if r["row"].startswith("memory")]
+    runs = [r for r in everything if "ops_per_sec" in r]
     by = defaultdict(list)
     for r in runs:
         by[(r["row"], r["server"])].append(r)
@@ -49,6 +51,14 @@ def main(path):
                 f"| {row} | {server} | {n} | {ops:,.0f} | {ratio} | {lat['p50']:.0f} | {lat['p99']:.0f} "
                 f"| {lat['p999']:.0f} | {cpu:.2f} | {cpu_ratio} | {errors} |"
             )
+
+
+    if memory:
+        print()
+        print("| memory | server | bytes per key (own accounting) | resident bytes per key |")
+        print("|---|---|---|---|")
+        for r in memory:
+            print(f"| {r['row']} | {r['server']} | {r['accounted_bytes_per_key']:.0f} | {r['rss_bytes_per_key']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,52 @@ pub use cmd::server::parse_memory;
 pub use node::{ClientInfo, Node, NodeSettings, Session};
 pub use table::{execute, lookup, CommandSpec, COMMANDS};
 
-/// Returns the current Unix time in milliseconds.
+/// Unix time read through the monotonic clock.
+///
+/// Every command needs the time twice: as Unix milliseconds for TTLs, and as an `Instant` for
+/// the latency histogram. Reading the wall clock as well would cost a third clock read per
+/// command, so the wall clock is derived from the `Instant` and a base taken from the system
+/// clock; [`Clock::resync`] (called by the expiry task every 100 ms) follows adjustments of
+/// the system clock.
+#[derive(Debug)]
+pub struct Clock {
+    base: std::time::Instant,
+    base_unix_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        let clock = Clock {
+            base: std::time::Instant::now(),
+            base_unix_ms: Default::default(),
+        };
+        clock.resync();
+        clock
+    }
+}
+
+impl Clock {
+    /// Returns the Unix time in milliseconds at `at`.
+    pub fn unix_ms_at(&self, at: std::time::Instant) -> u64 {
+        let since = at.saturating_duration_since(self.base).as_millis() as u64;
+        self.base_unix_ms.load(std::sync::atomic::Ordering::Relaxed) + since
+    }
+
+    /// Returns the Unix time in milliseconds now.
+    pub fn unix_ms(&self) -> u64 {
+        self.unix_ms_at(std::time::Instant::now())
+    }
+
+    /// Re-reads the system clock, so a stepped clock is followed within one call.
+    pub fn resync(&self) {
+        let since = self.base.elapsed().as_millis() as u64;
+        let base = unix_ms().saturating_sub(since);
+        self.base_unix_ms
+            .store(base, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Returns the current Unix time in milliseconds, from the system clock.
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -180,6 +180,8 @@ pub struct Node {
     pub latency: LatencyHistogram,
     /// memcached protocol counters.
     pub mc_stats: crate::memcached::McStats,
+    /// The clock commands read.
+    pub clock: crate::Clock,
     /// When the node started.
     pub started: Instant,
     /// Connected clients by id.
@@ -207,6 +209,7 @@ impl Node {
             command_stats: COMMANDS.iter().map(|_| CommandStats::default()).collect(),
             latency: LatencyHistogram::default(),
             mc_stats: crate::memcached::McStats::default(),
+            clock: crate::Clock::default(),
             started: Instant::now(),
             clients: Mutex::new(BTreeMap::new()),
             next_client_id: AtomicU64::new(1),

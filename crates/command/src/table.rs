@@ -249,7 +249,7 @@ pub fn execute(node: &Node, session: &mut Session, args: &[Bytes]) -> Reply {
     let mut ctx = Ctx {
         node,
         session,
-        now_ms: crate::unix_ms(),
+        now_ms: node.clock.unix_ms_at(started),
     };
     let reply = (spec.handler)(&mut ctx, args);
     let usec = started.elapsed().as_micros() as u64;
@@ -267,7 +267,7 @@ fn unknown(node: &Node, args: &[Bytes]) -> Reply {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     if OTHER_TYPE_COMMANDS.binary_search(&name.as_str()).is_ok() {
         if let Some(key) = args.get(1) {
-            if node.store.contains(key, crate::unix_ms(), false) {
+            if node.store.contains(key, node.clock.unix_ms(), false) {
                 return errors::wrong_type();
             }
         }

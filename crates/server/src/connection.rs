@@ -13,8 +13,11 @@
 //! whenever 64 KB accumulate, so a client pipelining 100 MB without reading its replies
 //! stalls its own connection (TCP backpressure) instead of growing the server. A write that
 //! makes no progress for `client-write-timeout` seconds, or a single reply larger than
-//! `client-output-buffer-limit`, disconnects the client. An idle connection holds no buffers
-//! at all: they are allocated when the socket becomes readable.
+//! `client-output-buffer-limit`, disconnects the client. A connection that has sent nothing
+//! holds no buffers (they are allocated when the socket first becomes readable); afterwards it
+//! keeps one read chunk (16 KB) and its last reply buffer, and buffers grown beyond 64 KB by a
+//! large request or reply are kept while the client stays busy and released once it pauses
+//! for 500 ms.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -31,8 +34,10 @@ use tokio_util::sync::CancellationToken;
 const FLUSH_AT_BYTES: usize = 64 * 1024;
 /// Bytes requested per read.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
-/// Buffers larger than this are released once drained.
+/// Buffers larger than this are released when the client pauses for [`SHRINK_AFTER_IDLE`].
 const KEEP_BUFFER_BYTES: usize = 64 * 1024;
+/// How long a client must be quiet before its large buffers are released.
+const SHRINK_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// Why a connection ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -161,7 +166,7 @@ impl Protocol for Memcache {
     fn step(&mut self, node: &Node, input: &mut BytesMut, output: &mut BytesMut) -> Step {
         match self.parser.parse(input) {
             Ok(Some(request)) => {
-                match command::memcached::execute(node, request, command::unix_ms(), output) {
+                match command::memcached::execute(node, request, node.clock.unix_ms(), output) {
                     command::memcached::Flow::Continue => Step::Handled,
                     command::memcached::Flow::Close => Step::Close(Close::Client),
                 }
@@ -175,7 +180,7 @@ impl Protocol for Memcache {
                     ..
                 } = &err
                 {
-                    node.store.remove(key, command::unix_ms());
+                    node.store.remove(key, node.clock.unix_ms());
                 }
                 if !err.noreply() {
                     output.extend_from_slice(err.wire());
@@ -204,6 +209,16 @@ pub async fn serve(
     let mut output = BytesMut::new();
     loop {
         let idle_secs = node.settings.idle_timeout_secs.load(Relaxed);
+        // Buffers a large request or reply needed are kept while the client is busy (a client
+        // writing 1 MB values reuses them) and given back once it pauses.
+        if input.capacity() > KEEP_BUFFER_BYTES || output.capacity() > KEEP_BUFFER_BYTES {
+            if let Ok(Ok(())) = tokio::time::timeout(SHRINK_AFTER_IDLE, stream.readable()).await {
+                // Readable within the pause: go on reading with the buffers as they are.
+            } else if input.is_empty() {
+                input = BytesMut::new();
+                output = BytesMut::new();
+            }
+        }
         let readable = async {
             if idle_secs == 0 {
                 Ok(stream.readable().await)
@@ -264,13 +279,6 @@ pub async fn serve(
         if let Some(close) = closing {
             let _ = stream.shutdown().await;
             return close;
-        }
-        // Give back memory a large request or reply needed, once it is drained.
-        if input.is_empty() && input.capacity() > KEEP_BUFFER_BYTES {
-            input = BytesMut::new();
-        }
-        if output.capacity() > KEEP_BUFFER_BYTES {
-            output = BytesMut::new();
         }
     }
 }

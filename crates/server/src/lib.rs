@@ -254,7 +254,8 @@ async fn expire_loop(node: Arc<Node>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now_ms = command::unix_ms();
+        node.clock.resync();
+        let now_ms = node.clock.unix_ms();
         // A delayed memcached `flush_all` takes effect here.
         let flush_at = node
             .mc_stats
@@ -268,7 +269,7 @@ async fn expire_loop(node: Arc<Node>, shutdown: CancellationToken) {
         }
         let started = Instant::now();
         loop {
-            let (_, more) = node.store.expire_cycle(command::unix_ms(), EXPIRE_BATCH);
+            let (_, more) = node.store.expire_cycle(node.clock.unix_ms(), EXPIRE_BATCH);
             if !more || started.elapsed() >= EXPIRE_BUDGET {
                 break;
             }
