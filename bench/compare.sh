@@ -187,4 +187,67 @@ if [[ "${BIG:-1}" == 1 ]]; then
   done
 fi
 
+# Cross-check with redis-benchmark, so ringcache's own load generator is not the only judge.
+if [[ "${CROSSCHECK:-1}" == 1 ]]; then
+  log "cross-check with redis-benchmark (GET and SET, 100-byte values, 50 connections, pipeline 16)"
+  for rep in $(seq "$REPS"); do
+    for side in "ringcache $RC_PORT" "redis $REDIS_PORT"; do
+      read -r name port <<<"$side"
+      line=$("${CLIENT_CPU[@]}" redis-benchmark -p "$port" -t set,get -n 1000000 -r "$KEYS" -d 100 \
+        -c 50 -P 16 -q 2>/dev/null | tr '\r' '\n' | grep 'requests per second' | tr '\n' ' ')
+      python3 - "$name" "$line" >>"$RESULTS" <<'PY'
+import json, re, sys
+name, line = sys.argv[1:]
+for cmd, rps in re.findall(r"(SET|GET): ([0-9.]+) requests per second", line):
+    print(json.dumps({"row": f"redis-benchmark-{cmd.lower()}-p16", "server": name, "rps": float(rps)}))
+PY
+      log "  redis-benchmark $name: $line"
+    done
+  done
+fi
+
+# Hit ratio: zipf (0.99) GETs over 1M keys, cache-aside (a miss is followed by a SET), with a
+# memory limit that holds about a tenth of the keys; the same limit for both servers.
+if [[ "${HITRATIO:-1}" == 1 ]]; then
+  HR_MB="${HR_MB:-20}"
+  HR_RC=$(free_port); HR_REDIS=$(free_port)
+  "${SERVER_CPU[@]}" "$RC" server --port "$HR_RC" --no-memcache --no-admin --threads 1 --log warn \
+    --maxmemory "${HR_MB}mb" &
+  PIDS+=($!); HR_RC_PID=$!
+  "${SERVER_CPU[@]}" redis-server --port "$HR_REDIS" --save '' --appendonly no \
+    --maxmemory "${HR_MB}mb" --maxmemory-policy allkeys-lru --loglevel warning &
+  PIDS+=($!); HR_REDIS_PID=$!
+  sleep 0.5
+  for rep in $(seq "$REPS"); do
+    for side in "ringcache $HR_RC_PID $HR_RC" "redis $HR_REDIS_PID $HR_REDIS"; do
+      read -r name pid port <<<"$side"
+      WARMUP=10s run "hit-ratio-zipf-${HR_MB}mb" "$name" "$pid" resp "$port" --ratio 1:0 \
+        --set-on-miss --distribution zipf --zipf-s 0.99 --seed "$rep"
+    done
+  done
+  kill "$HR_RC_PID" "$HR_REDIS_PID"
+fi
+
+# Churn far beyond maxmemory: resident memory must stay near the budget.
+if [[ "${CHURN:-1}" == 1 ]]; then
+  CH_MB=256
+  CH_RC=$(free_port)
+  "${SERVER_CPU[@]}" "$RC" server --port "$CH_RC" --no-memcache --no-admin --threads 1 --log warn \
+    --maxmemory "${CH_MB}mb" &
+  PIDS+=($!); CH_PID=$!
+  sleep 0.5
+  base_kb=$(rss_kb "$CH_PID")
+  KEYS=10000000 WARMUP=0 DURATION=30s run "churn-256mb" ringcache "$CH_PID" resp "$CH_RC" \
+    --ratio 0:1 --value-size 64-1024
+  python3 - "$CH_MB" "$base_kb" "$(rss_kb "$CH_PID")" "$(used_memory "$CH_RC")" >>"$RESULTS" <<'PY'
+import json, sys
+mb, base_kb, rss_kb, used = (int(x) for x in sys.argv[1:])
+print(json.dumps({"row": "memory-churn", "server": "ringcache", "maxmemory_bytes": mb << 20,
+                  "baseline_rss_bytes": base_kb * 1024, "rss_bytes": rss_kb * 1024,
+                  "used_memory": used,
+                  "rss_over_budget": (rss_kb - base_kb) * 1024 / (mb << 20)}))
+PY
+  kill "$CH_PID"
+fi
+
 python3 "$ROOT/bench/summarize.py" "$RESULTS"

@@ -64,6 +64,10 @@ pub struct BenchArgs {
     /// Before the run, SET every key once (pipelined) so GETs hit.
     #[arg(long)]
     pub prefill: bool,
+    /// Cache-aside: after a GET misses, SET that key (the connection's next request), as an
+    /// application filling its cache would; measures hit ratios under eviction.
+    #[arg(long)]
+    pub set_on_miss: bool,
     /// Open loop: send this many requests per second in total on a fixed schedule, and
     /// measure latency from each request's scheduled time (no coordinated omission).
     #[arg(long)]
@@ -121,6 +125,8 @@ pub struct Config {
     pub stop: Stop,
     /// SET every key before the run.
     pub prefill: bool,
+    /// SET a key after its GET missed.
+    pub set_on_miss: bool,
     /// Open-loop rate in requests per second, all connections together; `None` for a closed
     /// loop.
     pub rate: Option<u64>,
@@ -191,6 +197,7 @@ impl Config {
             warmup: args.warmup,
             stop,
             prefill: args.prefill,
+            set_on_miss: args.set_on_miss,
             rate: args.rate,
             timeout: args.timeout,
             seed: args.seed,

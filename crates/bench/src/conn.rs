@@ -41,7 +41,7 @@ use tokio::time::Sleep;
 
 use crate::pacer::Schedule;
 use crate::progress::Progress;
-use crate::proto::{ParseError, Protocol};
+use crate::proto::{ParseError, Protocol, Reply};
 use crate::report::Stats;
 use crate::workload::{format_key, Op, OpKind, Workload};
 use crate::{Error, Result};
@@ -60,6 +60,8 @@ struct Pending {
     /// sent if that was earlier (see `pacer::EARLY`).
     sent: Instant,
     kind: OpKind,
+    /// The key's index.
+    key: u64,
     /// False for warm-up requests.
     recorded: bool,
 }
@@ -84,6 +86,8 @@ pub struct Plan {
     pub until: Until,
     /// Requests in flight: the batch size (closed loop) or the limit (open loop).
     pub pipeline: usize,
+    /// Cache-aside: a GET that missed is followed by a SET of its key.
+    pub set_on_miss: bool,
 }
 
 /// What [`Conn::wait`] saw.
@@ -108,6 +112,10 @@ pub struct Conn {
     write_buf: Vec<u8>,
     written: usize,
     inflight: VecDeque<Pending>,
+    /// Keys whose GET missed, to SET next under `Plan::set_on_miss`.
+    missed: Vec<u64>,
+    /// Whether to note misses (a closed loop with `set_on_miss`).
+    track_misses: bool,
     /// Last time bytes moved (or a request was queued on an idle connection).
     last_progress: Instant,
     /// Fires at `last_progress + timeout` (reset lazily when it fires early).
@@ -152,6 +160,8 @@ impl Conn {
             write_buf: Vec::with_capacity(READ_CHUNK_BYTES),
             written: 0,
             inflight: VecDeque::new(),
+            missed: Vec::new(),
+            track_misses: false,
             last_progress: now,
             stall: Box::pin(tokio::time::sleep(timeout)),
             next_flush: now + PROGRESS_EVERY,
@@ -191,6 +201,7 @@ impl Conn {
         progress: Option<&Progress>,
     ) -> Result<()> {
         let batch = plan.pipeline as u64;
+        self.track_misses = plan.set_on_miss;
         let mut remaining = match plan.until {
             Until::Count(n) => n,
             Until::Time(_) => u64::MAX,
@@ -206,7 +217,12 @@ impl Conn {
                     _ => batch,
                 };
                 for _ in 0..size {
-                    self.queue(work.next_op(), work, now, recorded, now);
+                    // Cache-aside: fill what the last replies found missing first.
+                    let op = match self.missed.pop() {
+                        Some(key) if plan.set_on_miss => work.set_op(key),
+                        _ => work.next_op(),
+                    };
+                    self.queue(op, work, now, recorded, now);
                 }
                 if recorded && remaining != u64::MAX {
                     remaining -= size;
@@ -304,6 +320,7 @@ impl Conn {
         self.inflight.push_back(Pending {
             sent,
             kind: op.kind,
+            key: op.key,
             recorded,
         });
     }
@@ -479,6 +496,12 @@ impl Conn {
                             reason: format!("reply with no request outstanding: {text:?}"),
                         });
                     };
+                    if self.track_misses
+                        && pending.kind == OpKind::Get
+                        && matches!(reply, Reply::Nil)
+                    {
+                        self.missed.push(pending.key);
+                    }
                     stats.observe(pending.kind, &reply, pending.sent, now, pending.recorded);
                     self.read_buf.advance(used);
                     replies += 1;

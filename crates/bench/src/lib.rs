@@ -211,6 +211,7 @@ pub async fn execute(config: &Config) -> Result<Report> {
                 Stop::Requests(n) => Until::Count(share(n, id, config.connections)),
             },
             pipeline: config.pipeline,
+            set_on_miss: config.set_on_miss,
         };
         let open = pacer
             .as_ref()

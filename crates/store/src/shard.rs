@@ -392,10 +392,12 @@ impl Shard {
                 }
             }
         }
-        let mut data = Vec::with_capacity(key.len() + value.len());
-        data.extend_from_slice(key);
-        data.extend_from_slice(&value);
-        let data = data.into_boxed_slice();
+        let block = |key: &[u8]| {
+            let mut data = Vec::with_capacity(key.len() + value.len());
+            data.extend_from_slice(key);
+            data.extend_from_slice(&value);
+            data.into_boxed_slice()
+        };
         self.writes = self.writes.wrapping_add(1);
         let version = self.writes;
         let idx = match found {
@@ -403,7 +405,14 @@ impl Shard {
                 self.set_expiry(idx, 0);
                 self.stats.used_bytes -= self.entries[idx as usize].charge();
                 let entry = &mut self.entries[idx as usize];
-                entry.data = data;
+                let key_len = entry.key_len as usize;
+                if entry.data.len() == key_len + value.len() {
+                    // Same size: overwrite the value in place, no allocation (the common case
+                    // of fixed-size values being refreshed).
+                    entry.data[key_len..].copy_from_slice(&value);
+                } else {
+                    entry.data = block(key);
+                }
                 entry.flags = flags;
                 entry.meta = meta;
                 entry.version = version;
@@ -412,7 +421,7 @@ impl Shard {
             }
             None => {
                 let entry = Entry {
-                    data,
+                    data: block(key),
                     expires_at_ms: 0,
                     key_len: key.len() as u32,
                     flags,
