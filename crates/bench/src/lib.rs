@@ -362,6 +362,7 @@ mod tests {
             duration: Some(Duration::from_millis(100)),
             requests: None,
             prefill: false,
+            set_on_miss: false,
             rate: None,
             timeout: Duration::from_secs(2),
             seed: 1,

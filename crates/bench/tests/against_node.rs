@@ -258,3 +258,32 @@ async fn memcached_error_lines_are_counted_as_errors() {
         "SERVER_ERROR out of memory"
     );
 }
+
+#[tokio::test]
+async fn set_on_miss_fills_the_cache_as_an_application_would() {
+    let node = start_node().await;
+    let config = config(
+        &node,
+        &[
+            "--keys",
+            "50",
+            "--ratio",
+            "1:0",
+            "--set-on-miss",
+            "--connections",
+            "2",
+        ],
+    );
+    let config = Config {
+        warmup: Duration::ZERO,
+        stop: Stop::Requests(2000),
+        ..config
+    };
+    let report = bench::execute(&config).await.expect("run succeeds");
+    assert_eq!(report.errors, 0, "{report:?}");
+    // The cache starts empty and only GETs are drawn: every SET is a fill after a miss, each
+    // key misses at most once per connection, and everything after that hits.
+    assert!(report.sets > 0 && report.sets <= 100, "{report:?}");
+    assert!(report.misses <= 100, "{report:?}");
+    assert!(report.hits > 1500, "{report:?}");
+}
