@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use resp::{Protocol, Reply};
 
-use super::{int_arg, is, owned};
+use super::{help, int_arg, is, owned};
 use crate::errors;
 use crate::node::REDIS_COMPAT_VERSION;
 use crate::table::Ctx;
@@ -201,26 +201,21 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             Reply::ok()
         }
         (b"no-evict" | b"no-touch", 3) if is(&args[2], "on") || is(&args[2], "off") => Reply::ok(),
-        (b"help", 2) => Reply::Array(
-            [
-                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "ID",
-                "    Return the ID of the current connection.",
-                "GETNAME",
-                "    Return the name of the current connection.",
-                "SETNAME <name>",
-                "    Assign the name <name> to the current connection.",
-                "LIST [TYPE normal] [ID <id> ...]",
-                "    Return information about client connections.",
-                "INFO",
-                "    Return information about the current client connection.",
-                "SETINFO <option> <value>",
-                "    Set client meta attr (LIB-NAME or LIB-VER).",
-            ]
-            .iter()
-            .map(|l| Reply::simple(l))
-            .collect(),
-        ),
+        (b"help", 2) => help(&[
+            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "ID",
+            "    Return the ID of the current connection.",
+            "GETNAME",
+            "    Return the name of the current connection.",
+            "SETNAME <name>",
+            "    Assign the name <name> to the current connection.",
+            "LIST [TYPE normal] [ID <id> ...]",
+            "    Return information about client connections.",
+            "INFO",
+            "    Return information about the current client connection.",
+            "SETINFO <option> <value>",
+            "    Set client meta attr (LIB-NAME or LIB-VER).",
+        ]),
         (
             b"id" | b"setname" | b"getname" | b"info" | b"setinfo" | b"help" | b"no-evict"
             | b"no-touch",

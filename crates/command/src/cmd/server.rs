@@ -7,7 +7,7 @@ use bytes::Bytes;
 use resp::{Protocol, Reply};
 use store::EvictionPolicy;
 
-use super::is;
+use super::{help, is};
 use crate::errors;
 use crate::glob;
 use crate::node::{rss_bytes, Node, REDIS_COMPAT_VERSION, VERSION};
@@ -96,18 +96,14 @@ pub fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 .collect(),
         )
     } else if is(sub, "help") && args.len() == 2 {
-        Reply::Array(
-            [
-                "COMMAND",
-                "COUNT",
-                "INFO [<command-name> ...]",
-                "DOCS [<command-name> ...]",
-                "LIST",
-            ]
-            .iter()
-            .map(|l| Reply::simple(l))
-            .collect(),
-        )
+        help(&[
+            "COMMAND",
+            "COUNT",
+            "INFO [<command-name> ...]",
+            "DOCS [<command-name> ...]",
+            "LIST",
+            "GETKEYS <full-command>",
+        ])
     } else {
         errors::unknown_subcommand("command", sub)
     }
@@ -480,17 +476,12 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     } else if is(sub, "resetstat") {
         Reply::ok()
     } else if is(sub, "help") {
-        Reply::Array(
-            [
-                "CONFIG <subcommand>",
-                "GET <pattern>",
-                "SET <directive> <value>",
-                "RESETSTAT",
-            ]
-            .iter()
-            .map(|l| Reply::simple(l))
-            .collect(),
-        )
+        help(&[
+            "CONFIG <subcommand>",
+            "GET <pattern>",
+            "SET <directive> <value>",
+            "RESETSTAT",
+        ])
     } else {
         errors::unknown_subcommand("config", sub)
     }
