@@ -1,0 +1,634 @@
+//! One node's part in the control plane: its identity, its Raft instance, the bus server, and
+//! the operations built on them (create a cluster, propose a change, reconcile Raft
+//! membership with the cluster's members).
+//!
+//! ```text
+//!   bus listener ──> bus::serve ──> ClusterNode::handle ──> Raft (append/vote/snapshot)
+//!                                        │                 └> DataPlane::forward (client
+//!                                        │                    requests for keys we own)
+//!   Raft state machine ──apply──> watch<Arc<ClusterState>> ──> routing in the data plane
+//!   leader only: reconcile task (every 500 ms) keeps every member in Raft, 3 or 5 voters
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use openraft::{BasicNode, ChangeMembers, Snapshot};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{self, lock, Proto, Request, Response};
+use crate::placement::{self, Candidate, NodeId};
+use crate::raft::{self, LogStore, Network, Peers, Raft, StateMachine};
+use crate::topology::{Applied, Change, ClusterState, Member, Shard};
+use crate::NodeStatus;
+
+/// How long one bus call may take before it counts as failed.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the data plane offers the control plane: running a forwarded request.
+pub trait DataPlane: Send + Sync + 'static {
+    /// Runs forwarded requests on this node if it owns their keys; returns each reply, or
+    /// `None` if a key's slot isn't this node's (the sender refreshes its view and retries).
+    fn forward(&self, proto: Proto, payload: Vec<Vec<u8>>) -> Option<Vec<u8>>;
+}
+
+/// How to start a node's control plane.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the identity and the Raft state are kept; `None` keeps them in memory only (a
+    /// restart is then a new node).
+    pub dir: Option<PathBuf>,
+    /// The address the bus listens on.
+    pub bus_listen: SocketAddr,
+    /// This node as others should see it (its id is filled in from the identity).
+    pub member: Member,
+    /// The source address of outgoing bus connections.
+    pub bind_ip: Option<IpAddr>,
+}
+
+/// A node's identity, kept in `node.json` in its data dir.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Identity {
+    node_id: NodeId,
+    cluster_id: Option<String>,
+}
+
+/// A node's control plane.
+pub struct ClusterNode {
+    /// This node's id.
+    pub id: NodeId,
+    cluster_id: Arc<Mutex<Option<String>>>,
+    raft: Raft,
+    /// Bus clients, shared with forwarding.
+    pub peers: Arc<Peers>,
+    state: watch::Receiver<Arc<ClusterState>>,
+    member: Member,
+    dir: Option<PathBuf>,
+    data_plane: OnceLock<Arc<dyn DataPlane>>,
+    /// Bound bus address.
+    pub bus_addr: SocketAddr,
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut raw = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn load_identity(dir: Option<&std::path::Path>) -> std::io::Result<Identity> {
+    let fresh = || Identity {
+        node_id: rand::random::<u64>() | 1,
+        cluster_id: None,
+    };
+    let Some(dir) = dir else {
+        return Ok(fresh());
+    };
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("node.json");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)?;
+        return serde_json::from_str(&text).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        });
+    }
+    let identity = fresh();
+    save_identity(Some(dir), &identity)?;
+    Ok(identity)
+}
+
+fn save_identity(dir: Option<&std::path::Path>, identity: &Identity) -> std::io::Result<()> {
+    let Some(dir) = dir else { return Ok(()) };
+    let text = serde_json::to_string_pretty(identity).map_err(std::io::Error::other)?;
+    let tmp = dir.join("node.json.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(tmp, dir.join("node.json"))
+}
+
+/// Splits `host:port[@busport]` into the client and bus addresses (bus defaults to port +
+/// 10000, as in Redis Cluster).
+pub fn parse_node_addr(text: &str) -> Result<(String, u16, u16), String> {
+    let (addr, bus) = match text.split_once('@') {
+        Some((a, b)) => (a, Some(b)),
+        None => (text, None),
+    };
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{text}' is not host:port"))?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port in '{text}'"))?;
+    let bus = match bus {
+        Some(b) => b.parse().map_err(|_| format!("bad bus port in '{text}'"))?,
+        None => port
+            .checked_add(10000)
+            .ok_or_else(|| format!("port {port} has no default bus port (port + 10000)"))?,
+    };
+    Ok((host.to_string(), port, bus))
+}
+
+impl ClusterNode {
+    /// Starts the control plane: loads (or creates) the identity, starts Raft and the bus.
+    pub async fn start(
+        mut config: Config,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Arc<ClusterNode>> {
+        let identity = load_identity(config.dir.as_deref())?;
+        config.member.id = identity.node_id;
+        let cluster_id = Arc::new(Mutex::new(identity.cluster_id.clone()));
+        let peers = Arc::new(Peers::new(cluster_id.clone(), config.bind_ip));
+        let (tx, rx) = watch::channel(Arc::new(ClusterState::default()));
+        let log = LogStore::open(config.dir.as_deref())?;
+        let sm = StateMachine::open(config.dir.as_deref(), Arc::new(tx))?;
+        let raft_config = Arc::new(
+            raft::config(identity.node_id)
+                .validate()
+                .map_err(std::io::Error::other)?,
+        );
+        let network = Network {
+            peers: peers.clone(),
+        };
+        let raft = Raft::new(identity.node_id, raft_config, network, log, sm)
+            .await
+            .map_err(std::io::Error::other)?;
+        let listener = tokio::net::TcpListener::bind(config.bus_listen).await?;
+        let bus_addr = listener.local_addr()?;
+        let node = Arc::new(ClusterNode {
+            id: identity.node_id,
+            cluster_id,
+            raft,
+            peers,
+            state: rx,
+            member: config.member.clone(),
+            dir: config.dir.clone(),
+            data_plane: OnceLock::new(),
+            bus_addr,
+        });
+        tracing::info!(
+            node = format!("{:016x}", node.id),
+            bus = %bus_addr,
+            cluster = ?identity.cluster_id,
+            "cluster bus listening"
+        );
+        {
+            let node = node.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, _)) => {
+                                tokio::spawn(bus::serve(node.clone(), stream));
+                            }
+                            Err(e) => {
+                                tracing::warn!(%e, "bus accept failed");
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        {
+            let node = node.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                    node.maintain().await;
+                }
+                let _ = node.raft.shutdown().await;
+            });
+        }
+        Ok(node)
+    }
+
+    /// Plugs in the data plane that runs forwarded requests.
+    pub fn set_data_plane(&self, data_plane: Arc<dyn DataPlane>) {
+        let _ = self.data_plane.set(data_plane);
+    }
+
+    /// The cluster id, once this node is in a cluster.
+    pub fn cluster_id(&self) -> Option<String> {
+        lock(&self.cluster_id).clone()
+    }
+
+    /// The latest applied cluster state.
+    pub fn state(&self) -> Arc<ClusterState> {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver that wakes on every new cluster state.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterState>> {
+        self.state.clone()
+    }
+
+    /// This node as configured.
+    pub fn member(&self) -> Member {
+        self.member.clone()
+    }
+
+    /// The Raft leader this node knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// This node's status, for `cluster status` and the admin API.
+    pub fn status(&self) -> NodeStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        NodeStatus {
+            id: self.id,
+            cluster_id: self.cluster_id(),
+            member: self.member.clone(),
+            leader: metrics.current_leader,
+            raft_role: format!("{:?}", metrics.state),
+            term: metrics.current_term,
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            epoch: self.state().epoch,
+        }
+    }
+
+    fn set_cluster_id(&self, id: &str) -> Result<(), String> {
+        let mut current = lock(&self.cluster_id);
+        match current.as_deref() {
+            Some(existing) if existing == id => return Ok(()),
+            Some(existing) => return Err(format!("node is already in cluster {existing}")),
+            None => {}
+        }
+        save_identity(
+            self.dir.as_deref(),
+            &Identity {
+                node_id: self.id,
+                cluster_id: Some(id.to_string()),
+            },
+        )
+        .map_err(|e| format!("can't save identity: {e}"))?;
+        *current = Some(id.to_string());
+        Ok(())
+    }
+
+    /// Proposes a change and waits until it is committed and applied; returns the new epoch.
+    /// Sent to the leader over the bus when this node isn't the leader.
+    pub async fn propose(&self, change: Change) -> Result<u64, String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let attempt = self.propose_once(change.clone()).await;
+            match attempt {
+                Ok(epoch) => return Ok(epoch),
+                Err(Retry::No(why)) => return Err(why),
+                Err(Retry::Yes(why)) => {
+                    if tokio::time::Instant::now() > deadline {
+                        return Err(why);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn propose_once(&self, change: Change) -> Result<u64, Retry> {
+        let leader = self.leader();
+        if leader == Some(self.id) {
+            return match self.raft.client_write(change).await {
+                Ok(r) => match r.data {
+                    Applied::Ok(epoch) => Ok(epoch),
+                    Applied::Refused(why) => Err(Retry::No(why)),
+                },
+                Err(e) => Err(Retry::Yes(e.to_string())),
+            };
+        }
+        let Some(addr) = leader.and_then(|l| self.raft_addr(l)) else {
+            return Err(Retry::Yes("no Raft leader".into()));
+        };
+        match self
+            .peers
+            .get(&addr)
+            .call(Request::Propose(change), CALL_TIMEOUT)
+            .await
+        {
+            Ok(Response::Proposed(Ok(epoch))) => {
+                self.wait_for_epoch(epoch).await;
+                Ok(epoch)
+            }
+            Ok(Response::Proposed(Err(why))) => Err(Retry::No(why)),
+            Ok(other) => Err(Retry::Yes(format!("leader answered {other:?}"))),
+            Err(e) => Err(Retry::Yes(e.to_string())),
+        }
+    }
+
+    /// Waits (up to 2 s) until this node has applied `epoch`.
+    pub async fn wait_for_epoch(&self, epoch: u64) {
+        let mut rx = self.subscribe();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|s| s.epoch >= epoch)).await;
+    }
+
+    fn raft_addr(&self, id: NodeId) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+    }
+
+    /// Leader only: keeps Raft's membership in line with the cluster's members: every member
+    /// a learner, the first 3 (5 from 7 members on) voters, departed members removed. Also,
+    /// on every node: announces this node's addresses when they changed (after a restart
+    /// with new ports).
+    async fn maintain(&self) {
+        if self.cluster_id().is_none() {
+            return;
+        }
+        let state = self.state();
+        if let Some(known) = state.members.get(&self.id) {
+            if *known != self.member && self.leader().is_some() {
+                if let Err(why) = self.propose(Change::Join(self.member.clone())).await {
+                    tracing::warn!(why, "could not announce new addresses");
+                }
+            }
+        }
+        if self.leader() != Some(self.id) {
+            return;
+        }
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        if metrics.membership_config.log_id().is_some()
+            && self
+                .raft
+                .with_raft_state(|s| {
+                    s.membership_state.effective().log_id()
+                        != s.membership_state.committed().log_id()
+                })
+                .await
+                .unwrap_or(true)
+        {
+            return; // a membership change is in flight
+        }
+        let in_raft: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+        for member in state.members.values() {
+            if !in_raft.contains(&member.id) {
+                let node = BasicNode {
+                    addr: member.bus_addr(),
+                };
+                if let Err(e) = self.raft.add_learner(member.id, node, false).await {
+                    tracing::debug!(%e, "add_learner");
+                }
+                return;
+            }
+        }
+        let gone: BTreeSet<NodeId> = in_raft
+            .iter()
+            .filter(|id| !state.members.contains_key(id))
+            .copied()
+            .collect();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let target = if state.members.len() >= 7 { 5 } else { 3 };
+        let mut wanted: BTreeSet<NodeId> = voters.difference(&gone).copied().collect();
+        // Prefer members in the order they joined the Raft group (lowest ids break ties) so the
+        // choice is stable; the leader itself always stays.
+        for id in state.members.keys() {
+            if wanted.len() >= target.min(state.members.len()) {
+                break;
+            }
+            wanted.insert(*id);
+        }
+        if wanted != voters {
+            tracing::info!(?wanted, "changing Raft voters");
+            if let Err(e) = self
+                .raft
+                .change_membership(ChangeMembers::ReplaceAllVoters(wanted), true)
+                .await
+            {
+                tracing::warn!(%e, "change_membership");
+            }
+            return;
+        }
+        if !gone.is_empty() {
+            let _ = self
+                .raft
+                .change_membership(ChangeMembers::RemoveNodes(gone), true)
+                .await;
+        }
+    }
+
+    /// Creates a cluster from `nodes` (this node among them) with `replicas` replicas per
+    /// shard: gives every node the new cluster id, starts Raft here, adds the others, and
+    /// commits the members and the first slot table.
+    pub async fn create(&self, nodes: &[String], replicas: usize) -> Result<String, String> {
+        if let Some(id) = self.cluster_id() {
+            return Err(format!("this node is already in cluster {id}"));
+        }
+        // Ask every node who it is, over the bus, before changing anything.
+        let mut members = Vec::new();
+        let mut seen_self = false;
+        for text in nodes {
+            let (host, port, bus_port) = parse_node_addr(text)?;
+            let addr = format!("{host}:{bus_port}");
+            if host == self.member.host && port == self.member.port {
+                seen_self = true;
+                members.push(self.member.clone());
+                continue;
+            }
+            let client = bus::Client::new(addr.clone(), Arc::new(Mutex::new(None)), None);
+            let status = match client.call(Request::Status, CALL_TIMEOUT).await {
+                Ok(Response::Status(s)) => s,
+                Ok(other) => return Err(format!("{addr}: unexpected answer {other:?}")),
+                Err(e) => return Err(format!("can't reach {text}: {e}")),
+            };
+            if let Some(c) = &status.cluster_id {
+                return Err(format!("{text} is already in cluster {c}"));
+            }
+            if members.iter().any(|m: &Member| m.id == status.id) {
+                return Err(format!("{text} is listed twice"));
+            }
+            members.push(status.member.clone());
+        }
+        if !seen_self {
+            return Err("the node asked to create the cluster must be in the list".into());
+        }
+        let candidates: Vec<Candidate> = members
+            .iter()
+            .map(|m| Candidate {
+                id: m.id,
+                zone: m.zone.clone(),
+            })
+            .collect();
+        let groups = placement::form_shards(&candidates, replicas).map_err(|e| e.to_string())?;
+        let cluster_id = random_hex(16);
+        self.set_cluster_id(&cluster_id)?;
+        for m in members.iter().filter(|m| m.id != self.id) {
+            let client = self.peers.get(&m.bus_addr());
+            let meet = Request::Meet {
+                cluster_id: cluster_id.clone(),
+            };
+            match client.call(meet, CALL_TIMEOUT).await {
+                Ok(Response::Ok) => {}
+                Ok(Response::Refused(why)) => return Err(format!("{}: {why}", m.client_addr())),
+                Ok(other) => return Err(format!("{}: {other:?}", m.client_addr())),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let mut first = BTreeMap::new();
+        first.insert(
+            self.id,
+            BasicNode {
+                addr: self.member.bus_addr(),
+            },
+        );
+        self.raft
+            .initialize(first)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut metrics = self.raft.metrics();
+        let me = self.id;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            metrics.wait_for(|m| m.current_leader == Some(me)),
+        )
+        .await;
+        for m in &members {
+            self.propose(Change::Join(m.clone())).await?;
+        }
+        for m in members.iter().filter(|m| m.id != self.id) {
+            let node = BasicNode { addr: m.bus_addr() };
+            self.raft
+                .add_learner(m.id, node, true)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let voter_count = if members.len() >= 7 { 5 } else { 3 };
+        let voters: BTreeSet<NodeId> = members.iter().take(voter_count).map(|m| m.id).collect();
+        self.raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(voters), true)
+            .await
+            .map_err(|e| e.to_string())?;
+        let shards: Vec<Shard> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| Shard {
+                id: i as u32,
+                primary: g[0],
+                replicas: g[1..].to_vec(),
+            })
+            .collect();
+        let ids: Vec<u32> = shards.iter().map(|s| s.id).collect();
+        let slots = placement::balance(&vec![None; placement::SLOT_COUNT], &ids);
+        self.propose(Change::Layout { shards, slots }).await?;
+        Ok(cluster_id)
+    }
+
+    fn check_peer(&self, from_cluster: &Option<String>) -> Result<(), String> {
+        match (self.cluster_id(), from_cluster) {
+            (Some(mine), Some(theirs)) if mine == *theirs => Ok(()),
+            (Some(mine), Some(theirs)) => {
+                Err(format!("this node belongs to cluster {mine}, not {theirs}"))
+            }
+            (None, _) => Err("this node is in no cluster yet".into()),
+            (Some(_), None) => Err("sender is in no cluster".into()),
+        }
+    }
+}
+
+enum Retry {
+    Yes(String),
+    No(String),
+}
+
+impl bus::Handler for ClusterNode {
+    fn hello(&self, cluster_id: Option<&str>) -> Result<NodeId, String> {
+        match (self.cluster_id(), cluster_id) {
+            (Some(mine), Some(theirs)) if mine != theirs => {
+                Err(format!("this node belongs to cluster {mine}, not {theirs}"))
+            }
+            _ => Ok(self.id),
+        }
+    }
+
+    async fn handle(self: Arc<Self>, request: Request, from_cluster: Option<String>) -> Response {
+        let refused = |why: String| Response::Refused(why);
+        match request {
+            Request::Hello { .. } => Response::Refused("hello twice".into()),
+            Request::Status => Response::Status(Box::new(self.status())),
+            Request::Meet { cluster_id } => match self.set_cluster_id(&cluster_id) {
+                Ok(()) => Response::Ok,
+                Err(why) => refused(why),
+            },
+            Request::Create { nodes, replicas } => {
+                Response::Created(self.create(&nodes, replicas).await)
+            }
+            Request::AppendEntries(rpc) => match self.check_peer(&from_cluster) {
+                Err(why) => refused(why),
+                Ok(()) => Response::AppendEntries(
+                    self.raft
+                        .append_entries(rpc)
+                        .await
+                        .map_err(|e| e.to_string()),
+                ),
+            },
+            Request::Vote(rpc) => match self.check_peer(&from_cluster) {
+                Err(why) => refused(why),
+                Ok(()) => Response::Vote(self.raft.vote(rpc).await.map_err(|e| e.to_string())),
+            },
+            Request::Snapshot { vote, meta, state } => match self.check_peer(&from_cluster) {
+                Err(why) => refused(why),
+                Ok(()) => {
+                    let snapshot = Snapshot {
+                        meta,
+                        snapshot: Box::new(state),
+                    };
+                    Response::Snapshot(
+                        self.raft
+                            .install_full_snapshot(vote, snapshot)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    )
+                }
+            },
+            Request::Propose(change) => match self.check_peer(&from_cluster) {
+                Err(why) => refused(why),
+                Ok(()) => {
+                    if self.leader() != Some(self.id) {
+                        let leader = self
+                            .leader()
+                            .and_then(|l| self.raft_addr(l).map(|a| (l, a)));
+                        return Response::NotLeader(leader);
+                    }
+                    Response::Proposed(self.propose(change).await)
+                }
+            },
+            Request::AddRaftMember { id, bus_addr } => match self.check_peer(&from_cluster) {
+                Err(why) => refused(why),
+                Ok(()) => {
+                    let node = BasicNode { addr: bus_addr };
+                    match self.raft.add_learner(id, node, true).await {
+                        Ok(_) => Response::Ok,
+                        Err(e) => refused(e.to_string()),
+                    }
+                }
+            },
+            Request::Forward { proto, payload } => match self.check_peer(&from_cluster) {
+                Err(why) => refused(why),
+                Ok(()) => match self.data_plane.get() {
+                    None => refused("data plane not ready".into()),
+                    Some(dp) => match dp.forward(proto, payload) {
+                        Some(reply) => Response::Forwarded(reply),
+                        None => Response::NotOwner,
+                    },
+                },
+            },
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The cluster metadata: members, shards, the slot table and the epoch.
+//!
+//! [`ClusterState`] is the state machine that Raft replicates: every node applies the same
+//! committed [`Change`]s in the same order and so holds the same picture. `apply` is pure and
+//! deterministic (no clock, no randomness): the leader decides (for example the slot table,
+//! through [`crate::placement`]) and the log carries the decision, never the inputs to it.
+//! Every change that is applied increments the epoch, which is what clients and nodes compare
+//! to tell a newer picture from an older one.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::placement::{NodeId, ShardId, SLOT_COUNT};
+
+/// A member of the cluster and where to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The node's id (random, chosen when the node first started, kept in its data dir).
+    pub id: NodeId,
+    /// The address clients use (the announced IP or host name).
+    pub host: String,
+    /// RESP port.
+    pub port: u16,
+    /// Cluster bus port.
+    pub bus_port: u16,
+    /// memcached port, when enabled.
+    pub memcache_port: Option<u16>,
+    /// The RESP port that forwards any key (for clients that don't speak cluster), if enabled.
+    pub forward_port: Option<u16>,
+    /// The admin HTTP port, when enabled.
+    pub admin_port: Option<u16>,
+    /// Zone (empty when none was declared).
+    pub zone: String,
+}
+
+impl Member {
+    /// `host:port` for clients.
+    pub fn client_addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// `host:bus_port`.
+    pub fn bus_addr(&self) -> String {
+        format!("{}:{}", self.host, self.bus_port)
+    }
+}
+
+/// One shard: a primary and its replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// The shard's id.
+    pub id: ShardId,
+    /// The node that takes writes.
+    pub primary: NodeId,
+    /// The nodes that copy it.
+    pub replicas: Vec<NodeId>,
+}
+
+/// A change to the cluster metadata: the payload of a Raft log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// Adds a member, or updates the addresses of one that restarted.
+    Join(Member),
+    /// Removes a member that holds no shard seat.
+    Leave(NodeId),
+    /// Replaces the shards and the slot table (`slots[i]` is slot i's shard).
+    Layout {
+        /// The shards.
+        shards: Vec<Shard>,
+        /// The owner of every slot.
+        slots: Vec<ShardId>,
+    },
+}
+
+/// What applying a change did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    /// Applied; the new epoch.
+    Ok(u64),
+    /// Refused (the state is unchanged), and why.
+    Refused(String),
+}
+
+/// The replicated cluster metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Incremented by every applied change.
+    pub epoch: u64,
+    /// Members by id.
+    pub members: BTreeMap<NodeId, Member>,
+    /// Shards by id.
+    pub shards: BTreeMap<ShardId, Shard>,
+    /// The owner of every slot; empty until the first layout.
+    pub slots: Vec<ShardId>,
+}
+
+impl ClusterState {
+    /// Applies a committed change.
+    pub fn apply(&mut self, change: &Change) -> Applied {
+        match self.check(change) {
+            Err(why) => Applied::Refused(why),
+            Ok(()) => {
+                match change {
+                    Change::Join(member) => {
+                        self.members.insert(member.id, member.clone());
+                    }
+                    Change::Leave(id) => {
+                        self.members.remove(id);
+                    }
+                    Change::Layout { shards, slots } => {
+                        self.shards = shards.iter().map(|s| (s.id, s.clone())).collect();
+                        self.slots = slots.clone();
+                    }
+                }
+                self.epoch += 1;
+                Applied::Ok(self.epoch)
+            }
+        }
+    }
+
+    fn check(&self, change: &Change) -> Result<(), String> {
+        match change {
+            Change::Join(member) => {
+                let clash = self
+                    .members
+                    .values()
+                    .find(|m| m.id != member.id && m.host == member.host && m.port == member.port);
+                if let Some(other) = clash {
+                    return Err(format!(
+                        "{} is already member {:016x}",
+                        member.client_addr(),
+                        other.id
+                    ));
+                }
+                Ok(())
+            }
+            Change::Leave(id) => {
+                if !self.members.contains_key(id) {
+                    return Err(format!("no member {id:016x}"));
+                }
+                if self.seat_of(*id).is_some() {
+                    return Err(format!("member {id:016x} still holds a shard seat"));
+                }
+                Ok(())
+            }
+            Change::Layout { shards, slots } => {
+                if slots.len() != SLOT_COUNT {
+                    return Err(format!("a slot table needs {SLOT_COUNT} entries"));
+                }
+                let mut seated = std::collections::BTreeSet::new();
+                for shard in shards {
+                    for node in std::iter::once(&shard.primary).chain(&shard.replicas) {
+                        if !self.members.contains_key(node) {
+                            return Err(format!(
+                                "shard {} names unknown node {node:016x}",
+                                shard.id
+                            ));
+                        }
+                        if !seated.insert(*node) {
+                            return Err(format!("node {node:016x} holds two seats"));
+                        }
+                    }
+                }
+                let ids: std::collections::BTreeSet<_> = shards.iter().map(|s| s.id).collect();
+                if ids.len() != shards.len() {
+                    return Err("duplicate shard id".into());
+                }
+                if let Some(s) = slots.iter().find(|s| !ids.contains(s)) {
+                    return Err(format!("slot owned by unknown shard {s}"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Returns `true` once slots are assigned.
+    pub fn is_laid_out(&self) -> bool {
+        self.slots.len() == SLOT_COUNT
+    }
+
+    /// The shard owning `slot`, if slots are assigned.
+    pub fn shard_of_slot(&self, slot: u16) -> Option<&Shard> {
+        let id = self.slots.get(usize::from(slot))?;
+        self.shards.get(id)
+    }
+
+    /// The shard where `node` has a seat, and whether it is the primary.
+    pub fn seat_of(&self, node: NodeId) -> Option<(&Shard, bool)> {
+        self.shards.values().find_map(|s| {
+            if s.primary == node {
+                Some((s, true))
+            } else if s.replicas.contains(&node) {
+                Some((s, false))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The slot table as `Option`s, as the planner takes it.
+    pub fn slot_table(&self) -> Vec<Option<ShardId>> {
+        if self.is_laid_out() {
+            self.slots.iter().map(|s| Some(*s)).collect()
+        } else {
+            vec![None; SLOT_COUNT]
+        }
+    }
+
+    /// Slots owned by `shard`, as contiguous ranges.
+    pub fn ranges_of(&self, shard: ShardId) -> Vec<(u16, u16)> {
+        crate::placement::ranges(&self.slot_table())
+            .into_iter()
+            .filter(|r| r.2 == shard)
+            .map(|r| (r.0, r.1))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: NodeId, port: u16) -> Member {
+        Member {
+            id,
+            host: "127.0.0.1".into(),
+            port,
+            bus_port: port + 10000,
+            memcache_port: None,
+            forward_port: None,
+            admin_port: None,
+            zone: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_applied_change_increments_the_epoch_and_refusals_change_nothing() {
+        let mut state = ClusterState::default();
+        assert_eq!(state.apply(&Change::Join(member(1, 7000))), Applied::Ok(1));
+        assert_eq!(state.apply(&Change::Join(member(2, 7001))), Applied::Ok(2));
+        let before = state.clone();
+        assert!(matches!(
+            state.apply(&Change::Join(member(3, 7000))),
+            Applied::Refused(_)
+        ));
+        let bad = Change::Layout {
+            shards: vec![Shard {
+                id: 0,
+                primary: 1,
+                replicas: vec![9],
+            }],
+            slots: vec![0; SLOT_COUNT],
+        };
+        assert!(matches!(state.apply(&bad), Applied::Refused(_)));
+        assert_eq!(state, before);
+        let good = Change::Layout {
+            shards: vec![Shard {
+                id: 0,
+                primary: 1,
+                replicas: vec![2],
+            }],
+            slots: vec![0; SLOT_COUNT],
+        };
+        assert_eq!(state.apply(&good), Applied::Ok(3));
+        assert_eq!(state.shard_of_slot(12182).map(|s| s.primary), Some(1));
+        assert_eq!(state.seat_of(2).map(|(s, p)| (s.id, p)), Some((0, false)));
+        assert!(matches!(
+            state.apply(&Change::Leave(2)),
+            Applied::Refused(_)
+        ));
+        assert_eq!(state.ranges_of(0), vec![(0, 16383)]);
+    }
+}
