@@ -90,6 +90,8 @@ pub enum Request {
     },
     /// Asks for the receiver's identity and view.
     Status,
+    /// Asks for the cluster state the receiver has applied.
+    Topology,
     /// Asks the receiver (a node in no cluster) to create one from these nodes (`host:port`
     /// or `host:port@busport`), with `replicas` replicas per shard.
     Create {
@@ -128,6 +130,8 @@ pub enum Response {
     NotOwner,
     /// The receiver's status.
     Status(Box<crate::NodeStatus>),
+    /// The receiver's applied cluster state.
+    Topology(Box<ClusterState>),
     /// The cluster was created (its id), or why not.
     Created(Result<String, String>),
 }

@@ -45,7 +45,8 @@ pub struct Config {
     pub dir: Option<PathBuf>,
     /// The address the bus listens on.
     pub bus_listen: SocketAddr,
-    /// This node as others should see it (its id is filled in from the identity).
+    /// This node as others should see it (its id is filled in from the identity, its bus
+    /// port from the bound listener).
     pub member: Member,
     /// The source address of outgoing bus connections.
     pub bind_ip: Option<IpAddr>,
@@ -72,6 +73,15 @@ pub struct ClusterNode {
     data_plane: OnceLock<Arc<dyn DataPlane>>,
     /// Bound bus address.
     pub bus_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for ClusterNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterNode")
+            .field("id", &format_args!("{:016x}", self.id))
+            .field("bus_addr", &self.bus_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -142,6 +152,9 @@ impl ClusterNode {
     ) -> std::io::Result<Arc<ClusterNode>> {
         let identity = load_identity(config.dir.as_deref())?;
         config.member.id = identity.node_id;
+        let listener = tokio::net::TcpListener::bind(config.bus_listen).await?;
+        let bus_addr = listener.local_addr()?;
+        config.member.bus_port = bus_addr.port();
         let cluster_id = Arc::new(Mutex::new(identity.cluster_id.clone()));
         let peers = Arc::new(Peers::new(cluster_id.clone(), config.bind_ip));
         let (tx, rx) = watch::channel(Arc::new(ClusterState::default()));
@@ -158,8 +171,6 @@ impl ClusterNode {
         let raft = Raft::new(identity.node_id, raft_config, network, log, sm)
             .await
             .map_err(std::io::Error::other)?;
-        let listener = tokio::net::TcpListener::bind(config.bus_listen).await?;
-        let bus_addr = listener.local_addr()?;
         let node = Arc::new(ClusterNode {
             id: identity.node_id,
             cluster_id,
@@ -562,6 +573,7 @@ impl bus::Handler for ClusterNode {
         match request {
             Request::Hello { .. } => Response::Refused("hello twice".into()),
             Request::Status => Response::Status(Box::new(self.status())),
+            Request::Topology => Response::Topology(Box::new((*self.state()).clone())),
             Request::Meet { cluster_id } => match self.set_cluster_id(&cluster_id) {
                 Ok(()) => Response::Ok,
                 Err(why) => refused(why),

@@ -21,7 +21,9 @@
 //! - `cmd/*`: handlers, one file per concern (strings, keyspace, expiry, connection, server).
 //! - [`glob`]: Redis-style glob matching for `KEYS`, `SCAN MATCH` and `CONFIG GET`.
 //! - [`memcached`]: the memcached text and meta commands over the same store.
+//! - [`cluster`]: routing in cluster mode (`-MOVED`, `-CROSSSLOT`) through a [`ClusterHook`].
 
+pub mod cluster;
 mod cmd;
 pub mod errors;
 pub mod glob;
@@ -29,6 +31,7 @@ pub mod memcached;
 pub mod node;
 pub mod table;
 
+pub use cluster::{ClusterHook, Route};
 pub use cmd::server::parse_memory;
 pub use node::{ClientInfo, Node, NodeSettings, Session};
 pub use table::{execute, lookup, CommandSpec, COMMANDS};

@@ -189,6 +189,8 @@ pub struct Node {
     next_client_id: AtomicU64,
     /// A random 40-hex-digit id for this run (`INFO server run_id`).
     pub run_id: String,
+    /// The cluster, when the node runs in cluster mode.
+    pub cluster: std::sync::OnceLock<Arc<dyn crate::ClusterHook>>,
 }
 
 impl Node {
@@ -214,6 +216,7 @@ impl Node {
             clients: Mutex::new(BTreeMap::new()),
             next_client_id: AtomicU64::new(1),
             run_id,
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -284,6 +287,10 @@ pub struct Session {
     pub protocol: Protocol,
     /// Set by `QUIT`: close after sending the reply.
     pub quit: bool,
+    /// Set by `READONLY`: reads may be served by a replica.
+    pub readonly: bool,
+    /// Set by `ASKING` for the next command only.
+    pub asking: bool,
     rng: u64,
 }
 
@@ -295,6 +302,8 @@ impl Session {
             info,
             protocol: Protocol::Resp2,
             quit: false,
+            readonly: false,
+            asking: false,
             rng,
         }
     }

@@ -85,6 +85,10 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("quit", -1, ["noscript", "loading", "stale", "fast", "no_auth"], (0, 0, 0), "connection", "1.0.0", connection::quit, "Closes the connection."),
     spec!("select", 2, ["loading", "stale", "fast"], (0, 0, 0), "connection", "1.0.0", connection::select, "Changes the selected database."),
     spec!("client", -2, [], (0, 0, 0), "connection", "2.4.0", connection::client, "A container for client connection commands."),
+    spec!("readonly", 1, ["loading", "stale", "fast"], (0, 0, 0), "cluster", "3.0.0", crate::cluster::readonly, "Enables read-only queries for a connection to a Redis Cluster replica node."),
+    spec!("readwrite", 1, ["loading", "stale", "fast"], (0, 0, 0), "cluster", "3.0.0", crate::cluster::readwrite, "Enables read-write queries for a connection to a Redis Cluster replica node."),
+    spec!("asking", 1, ["fast"], (0, 0, 0), "cluster", "3.0.0", crate::cluster::asking, "Signals that a cluster client is following an -ASK redirect."),
+    spec!("cluster", -2, [], (0, 0, 0), "cluster", "3.0.0", crate::cluster::cluster, "A container for Redis Cluster commands."),
     // server
     spec!("command", -1, ["loading", "stale"], (0, 0, 0), "server", "2.8.13", server::command, "Returns detailed information about all commands."),
     spec!("info", -1, ["loading", "stale"], (0, 0, 0), "server", "1.0.0", server::info, "Returns information and statistics about the server."),
@@ -244,6 +248,18 @@ pub fn execute(node: &Node, session: &mut Session, args: &[Bytes]) -> Reply {
     let arity = i64::from(spec.arity);
     if (arity > 0 && argc != arity) || (arity < 0 && argc < -arity) {
         return errors::arity(spec.name);
+    }
+    if let Some(hook) = node.cluster.get() {
+        if spec.first_key > 0 {
+            if let Some(redirect) = crate::cluster::check(&**hook, spec, session, args) {
+                session.asking = false;
+                return redirect;
+            }
+        }
+        if spec.name != "asking" {
+            // ASKING lasts for one command.
+            session.asking = false;
+        }
     }
     let started = Instant::now();
     let mut ctx = Ctx {

@@ -22,6 +22,10 @@ enum Command {
     Server(Box<server::ServerArgs>),
     /// Generate load against a node (RESP or memcached) and report throughput and latency.
     Bench(Box<bench::BenchArgs>),
+    /// Administer a cluster: create, status.
+    Cluster(cli::ClusterArgs),
+    /// Start a local 6-node cluster (3 shards x 2) on loopback; Ctrl-C stops it.
+    Demo(cli::demo::DemoArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +33,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(server::Config::resolve(*args)?),
         Command::Bench(args) => bench::run(*args),
+        Command::Cluster(args) => cli::run_cluster(args),
+        Command::Demo(args) => cli::demo::run(args),
     }
 }

@@ -77,6 +77,28 @@ pub struct ServerArgs {
     /// Log filter, e.g. `info`, `ringcache=debug` [default: info].
     #[arg(long, env = "RINGCACHE_LOG")]
     pub log: Option<String>,
+    /// Run as a cluster node (join one with `ringcache cluster create` or `add-node`).
+    #[arg(long, env = "RINGCACHE_CLUSTER_ENABLED")]
+    #[serde(default)]
+    pub cluster_enabled: bool,
+    /// Cluster bus port [default: port + 10000].
+    #[arg(long, env = "RINGCACHE_CLUSTER_PORT")]
+    pub cluster_port: Option<u16>,
+    /// The address other nodes and clients use to reach this node [default: the bind
+    /// address, or 127.0.0.1 when binding to all addresses].
+    #[arg(long, env = "RINGCACHE_CLUSTER_ANNOUNCE_IP")]
+    pub cluster_announce_ip: Option<String>,
+    /// Data directory for the node's identity and cluster metadata
+    /// [default: ./ringcache-<port>].
+    #[arg(long, env = "RINGCACHE_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Zone of this node (replicas are placed in other zones than their primary).
+    #[arg(long, env = "RINGCACHE_ZONE")]
+    pub zone: Option<String>,
+    /// A RESP port that serves any key by forwarding to its owner, for clients that don't
+    /// speak Redis Cluster; 0 picks a free port [default: disabled].
+    #[arg(long, env = "RINGCACHE_FORWARD_PORT")]
+    pub forward_port: Option<u16>,
 }
 
 /// The resolved configuration of a node.
@@ -116,6 +138,23 @@ pub struct Config {
     pub log: String,
     /// The configuration file used, if any.
     pub config_file: Option<PathBuf>,
+    /// Cluster mode settings; `None` for a standalone node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Settings of a cluster node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Bus port; `None` for port + 10000.
+    pub bus_port: Option<u16>,
+    /// Announced address.
+    pub announce_ip: Option<String>,
+    /// Data dir; `None` for `./ringcache-<port>`.
+    pub dir: Option<PathBuf>,
+    /// Zone.
+    pub zone: String,
+    /// Forwarding RESP port, if enabled.
+    pub forward_port: Option<u16>,
 }
 
 impl Default for Config {
@@ -202,6 +241,16 @@ impl Config {
             threads: pick!(threads).unwrap_or(cores).max(1),
             log: pick!(log).unwrap_or_else(|| "info".to_owned()),
             config_file: args.config.clone(),
+            cluster: (args.cluster_enabled || file.cluster_enabled).then(|| ClusterConfig {
+                bus_port: args.cluster_port.or(file.cluster_port),
+                announce_ip: args
+                    .cluster_announce_ip
+                    .clone()
+                    .or(file.cluster_announce_ip.clone()),
+                dir: args.dir.clone().or(file.dir.clone()),
+                zone: args.zone.clone().or(file.zone.clone()).unwrap_or_default(),
+                forward_port: args.forward_port.or(file.forward_port),
+            }),
         };
         if config.max_clients == 0 {
             bail!("maxclients must be positive");

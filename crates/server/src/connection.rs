@@ -30,6 +30,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Glue;
+
 /// Replies are written out once this many bytes are pending.
 const FLUSH_AT_BYTES: usize = 64 * 1024;
 /// Bytes requested per read.
@@ -57,7 +59,6 @@ pub enum Close {
 }
 
 /// What one step of a protocol did.
-#[derive(Debug, PartialEq, Eq)]
 pub enum Step {
     /// A request was handled (its reply, if any, is in the output buffer).
     Handled,
@@ -65,6 +66,8 @@ pub enum Step {
     NeedMore,
     /// Flush the output buffer, then close for this reason.
     Close(Close),
+    /// The reply comes from another node: await it, append it, go on.
+    Forward(crate::cluster::Pending),
 }
 
 /// A wire protocol served over a connection: RESP or memcached text.
@@ -82,6 +85,7 @@ pub struct Resp {
     session: Session,
     parser: RequestParser,
     args: Vec<Bytes>,
+    forward: Option<Arc<Glue>>,
 }
 
 impl Resp {
@@ -91,6 +95,16 @@ impl Resp {
             session: Session::new(info),
             parser: RequestParser::new(resp_limits(node)),
             args: Vec::new(),
+            forward: None,
+        }
+    }
+
+    /// Returns the protocol state of a connection on the forwarding port: commands on keys
+    /// owned elsewhere are forwarded to the owner instead of answered with `-MOVED`.
+    pub fn forwarding(node: &Node, info: Arc<ClientInfo>, glue: Arc<Glue>) -> Self {
+        Self {
+            forward: Some(glue),
+            ..Self::new(node, info)
         }
     }
 }
@@ -113,6 +127,12 @@ impl Protocol for Resp {
     fn step(&mut self, node: &Node, input: &mut BytesMut, output: &mut BytesMut) -> Step {
         match self.parser.parse(input, &mut self.args) {
             Ok(true) => {
+                if let Some(glue) = &self.forward {
+                    if let Some(pending) = glue.plan_resp(self.session.protocol, &self.args) {
+                        self.args.clear();
+                        return Step::Forward(pending);
+                    }
+                }
                 let reply = command::execute(node, &mut self.session, &self.args);
                 self.args.clear();
                 reply.encode(self.session.protocol, output);
@@ -138,14 +158,17 @@ impl Protocol for Resp {
 pub struct Memcache {
     info: Arc<ClientInfo>,
     parser: memcache::Parser,
+    cluster: Option<Arc<Glue>>,
 }
 
 impl Memcache {
-    /// Returns the protocol state of a new memcached connection.
-    pub fn new(node: &Node, info: Arc<ClientInfo>) -> Self {
+    /// Returns the protocol state of a new memcached connection; in a cluster (`cluster` set)
+    /// requests for keys owned elsewhere are forwarded to their owner.
+    pub fn new(node: &Node, info: Arc<ClientInfo>, cluster: Option<Arc<Glue>>) -> Self {
         Self {
             info,
             parser: memcache::Parser::new(memcache_limits(node)),
+            cluster,
         }
     }
 }
@@ -166,6 +189,11 @@ impl Protocol for Memcache {
     fn step(&mut self, node: &Node, input: &mut BytesMut, output: &mut BytesMut) -> Step {
         match self.parser.parse(input) {
             Ok(Some(request)) => {
+                if let Some(glue) = &self.cluster {
+                    if let Some(pending) = glue.plan_memcache(&request) {
+                        return Step::Forward(pending);
+                    }
+                }
                 match command::memcached::execute(node, request, node.clock.unix_ms(), output) {
                     command::memcached::Flow::Continue => Step::Handled,
                     command::memcached::Flow::Close => Step::Close(Close::Client),
@@ -259,6 +287,17 @@ pub async fn serve(
                         );
                         return Close::OutputLimit;
                     }
+                    if output.len() >= FLUSH_AT_BYTES {
+                        if let Err(close) =
+                            flush(&node, &mut stream, &mut output, write_timeout).await
+                        {
+                            return close;
+                        }
+                    }
+                }
+                Step::Forward(pending) => {
+                    let reply = pending.await;
+                    output.extend_from_slice(&reply);
                     if output.len() >= FLUSH_AT_BYTES {
                         if let Err(close) =
                             flush(&node, &mut stream, &mut output, write_timeout).await

@@ -22,6 +22,8 @@
 //! - [`metrics`] and [`admin`]: Prometheus collector and the HTTP listener.
 
 pub mod admin;
+pub mod cluster;
+pub mod cluster_cmd;
 pub mod config;
 pub mod connection;
 pub mod metrics;
@@ -57,6 +59,10 @@ pub struct RunningServer {
     pub resp_addr: SocketAddr,
     /// The bound memcached address, if enabled.
     pub memcache_addr: Option<SocketAddr>,
+    /// The bound forwarding RESP address, if enabled (cluster mode).
+    pub forward_addr: Option<SocketAddr>,
+    /// The cluster glue, in cluster mode.
+    pub cluster: Option<Arc<cluster::Glue>>,
     /// The bound admin HTTP address, if enabled.
     pub admin_addr: Option<SocketAddr>,
     /// The node's shared state.
@@ -151,21 +157,43 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         None => None,
     };
 
+    let (glue, forward_addr) = match &config.cluster {
+        Some(cc) => {
+            let (glue, forward) = start_cluster(
+                &config,
+                cc,
+                &node,
+                resp_addr,
+                memcache_addr,
+                admin_addr,
+                &shutdown,
+            )
+            .await?;
+            (Some(glue), forward)
+        }
+        None => (None, None),
+    };
+
     tracker.spawn(expire_loop(node.clone(), shutdown.clone()));
     let write_timeout = Duration::from_secs(config.client_write_timeout_secs.max(1));
-    tracker.spawn(accept_loop(
-        listener,
-        Wire::Resp,
-        node.clone(),
-        write_timeout,
-        shutdown.clone(),
-        tracker.clone(),
-    ));
+    let mut listeners = vec![(listener, Wire::Resp)];
     if let Some(listener) = memcache_listener {
+        listeners.push((listener, Wire::Memcache));
+    }
+    let forward_bound = match forward_addr {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            listeners.push((listener, Wire::Forward));
+            Some(addr)
+        }
+        None => None,
+    };
+    for (listener, wire) in listeners {
         tracker.spawn(accept_loop(
             listener,
-            Wire::Memcache,
+            wire,
             node.clone(),
+            glue.clone(),
             write_timeout,
             shutdown.clone(),
             tracker.clone(),
@@ -176,10 +204,73 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         resp_addr,
         memcache_addr,
         admin_addr,
+        forward_addr: forward_bound,
+        cluster: glue,
         node,
         shutdown,
         tracker,
     })
+}
+
+/// Starts the control plane of a cluster node and connects it to the data plane; returns the
+/// glue and the forwarding listener, if one is configured.
+async fn start_cluster(
+    config: &Config,
+    cc: &config::ClusterConfig,
+    node: &Arc<Node>,
+    resp_addr: SocketAddr,
+    memcache_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Arc<cluster::Glue>, Option<TcpListener>)> {
+    let forward =
+        match cc.forward_port {
+            Some(port) => Some(TcpListener::bind((config.bind, port)).await.with_context(
+                || format!("binding forwarding listener on {}:{port}", config.bind),
+            )?),
+            None => None,
+        };
+    let bus_port = match cc.bus_port {
+        Some(p) => p,
+        None => resp_addr
+            .port()
+            .checked_add(10000)
+            .context("RESP port + 10000 is not a port: set --cluster-port")?,
+    };
+    let host = match &cc.announce_ip {
+        Some(ip) => ip.clone(),
+        None if config.bind.is_unspecified() => "127.0.0.1".to_owned(),
+        None => config.bind.to_string(),
+    };
+    let dir = cc
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(format!("ringcache-{}", resp_addr.port())));
+    let member = ::cluster::Member {
+        id: 0,
+        host,
+        port: resp_addr.port(),
+        bus_port,
+        memcache_port: memcache_addr.map(|a| a.port()),
+        forward_port: forward
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port()),
+        admin_port: admin_addr.map(|a| a.port()),
+        zone: cc.zone.clone(),
+    };
+    let control = ::cluster::ClusterNode::start(
+        ::cluster::Config {
+            dir: Some(dir.clone()),
+            bus_listen: SocketAddr::new(config.bind, bus_port),
+            member,
+            bind_ip: Some(config.bind).filter(|ip| !ip.is_unspecified()),
+        },
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("starting the cluster bus (data dir {})", dir.display()))?;
+    Ok((cluster::Glue::install(node, control), forward))
 }
 
 /// Which protocol a listener speaks.
@@ -187,12 +278,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 enum Wire {
     Resp,
     Memcache,
+    /// RESP that forwards keys owned elsewhere (cluster mode).
+    Forward,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     listener: TcpListener,
     wire: Wire,
     node: Arc<Node>,
+    glue: Option<Arc<cluster::Glue>>,
     write_timeout: Duration,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -216,7 +311,7 @@ async fn accept_loop(
             tracker.spawn(async move {
                 use tokio::io::AsyncWriteExt;
                 let refusal: &[u8] = match wire {
-                    Wire::Resp => b"-ERR max number of clients reached\r\n",
+                    Wire::Resp | Wire::Forward => b"-ERR max number of clients reached\r\n",
                     Wire::Memcache => b"SERVER_ERROR Too many open connections\r\n",
                 };
                 let _ = stream.write_all(refusal).await;
@@ -226,15 +321,20 @@ async fn accept_loop(
         };
         let node = node.clone();
         let token = shutdown.clone();
+        let glue = glue.clone();
         tracker.spawn(async move {
             let id = info.id;
-            let close = match wire {
-                Wire::Resp => {
+            let close = match (wire, glue) {
+                (Wire::Forward, Some(glue)) => {
+                    let protocol = connection::Resp::forwarding(&node, info, glue);
+                    connection::serve(node.clone(), stream, protocol, write_timeout, token).await
+                }
+                (Wire::Resp | Wire::Forward, _) => {
                     let protocol = connection::Resp::new(&node, info);
                     connection::serve(node.clone(), stream, protocol, write_timeout, token).await
                 }
-                Wire::Memcache => {
-                    let protocol = connection::Memcache::new(&node, info);
+                (Wire::Memcache, glue) => {
+                    let protocol = connection::Memcache::new(&node, info, glue);
                     connection::serve(node.clone(), stream, protocol, write_timeout, token).await
                 }
             };

@@ -352,7 +352,14 @@ fn section_fields(node: &Node, section: &str) -> (&'static str, Vec<(String, Str
                 .collect();
             ("Commandstats", fields)
         }
-        "cluster" => ("Cluster", vec![f("cluster_enabled", "0".to_owned())]),
+        "cluster" => {
+            let enabled = if node.cluster.get().is_some() {
+                "1"
+            } else {
+                "0"
+            };
+            ("Cluster", vec![f("cluster_enabled", enabled.to_owned())])
+        }
         _ => {
             let mut fields = Vec::new();
             if stats.keys > 0 {
@@ -433,7 +440,15 @@ fn config_values(node: &Node) -> Vec<(&'static str, String)> {
         ("databases", "1".to_owned()),
         ("save", String::new()),
         ("appendonly", "no".to_owned()),
-        ("cluster-enabled", "no".to_owned()),
+        (
+            "cluster-enabled",
+            if node.cluster.get().is_some() {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_owned(),
+        ),
         ("maxmemory-samples", "5".to_owned()),
     ]
 }

@@ -1,0 +1,129 @@
+// Hot path: in cluster mode every keyed command is routed here before it runs.
+
+//! What the command layer needs from the cluster: who serves a slot, and the `CLUSTER`
+//! command. The `server` crate implements [`ClusterHook`] over the control plane; without a
+//! hook the node is a standalone server and `CLUSTER` answers as Redis does with cluster
+//! support disabled.
+
+use bytes::Bytes;
+use resp::Reply;
+
+use crate::node::Session;
+use crate::table::{CommandSpec, Ctx};
+
+/// Where a command on one slot runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Here.
+    Local,
+    /// Elsewhere: `-MOVED slot addr`.
+    Moved {
+        /// The slot.
+        slot: u16,
+        /// The owner's `host:port`.
+        addr: String,
+    },
+    /// Nobody can serve it now: `-CLUSTERDOWN ...` with this text.
+    Down(&'static str),
+}
+
+/// The cluster, as the command layer sees it.
+pub trait ClusterHook: Send + Sync + std::fmt::Debug {
+    /// Where a command on `slot` runs: `write` for commands that modify keys; `readonly` when
+    /// the client sent `READONLY` (a replica may then serve reads).
+    fn route(&self, slot: u16, write: bool, readonly: bool) -> Route;
+
+    /// Runs `CLUSTER <subcommand> ...`.
+    fn command(&self, ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply;
+}
+
+/// The positions of the keys of a command, from its table entry.
+pub fn key_positions(spec: &CommandSpec, argc: usize) -> impl Iterator<Item = usize> {
+    let first = spec.first_key.max(0) as usize;
+    let last = if spec.last_key < 0 {
+        argc as i64 + i64::from(spec.last_key)
+    } else {
+        i64::from(spec.last_key)
+    };
+    let last = last.clamp(0, argc as i64 - 1) as usize;
+    let step = spec.step.max(1) as usize;
+    let range = if first == 0 || first >= argc {
+        1..1
+    } else {
+        first..last + 1
+    };
+    range.step_by(step)
+}
+
+/// Routes a keyed command: `None` to run it here, or the error reply (`-CROSSSLOT`,
+/// `-MOVED`, `-CLUSTERDOWN`) that Redis Cluster would send.
+pub fn check(
+    hook: &dyn ClusterHook,
+    spec: &CommandSpec,
+    session: &Session,
+    args: &[Bytes],
+) -> Option<Reply> {
+    let mut slot = None;
+    for pos in key_positions(spec, args.len()) {
+        let s = store::key_slot(&args[pos]);
+        match slot {
+            None => slot = Some(s),
+            Some(prev) if prev != s => {
+                return Some(Reply::Error(
+                    "CROSSSLOT Keys in request don't hash to the same slot".into(),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let slot = slot?;
+    let write = spec.flags.contains(&"write");
+    match hook.route(slot, write, session.readonly) {
+        Route::Local => None,
+        Route::Moved { slot, addr } => {
+            if session.asking {
+                // An ASKING client is allowed here for one command (slot import, later issues).
+                return None;
+            }
+            Some(Reply::error_owned(format!("MOVED {slot} {addr}")))
+        }
+        Route::Down(text) => Some(Reply::Error(text.into())),
+    }
+}
+
+const DISABLED: &str = "ERR This instance has cluster support disabled";
+
+/// `CLUSTER <subcommand> ...`.
+pub fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    match ctx.node.cluster.get() {
+        Some(hook) => hook.clone().command(ctx, args),
+        None => Reply::Error(DISABLED.into()),
+    }
+}
+
+/// `READONLY`: lets a replica serve this connection's reads.
+pub fn readonly(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
+    if ctx.node.cluster.get().is_none() {
+        return Reply::Error(DISABLED.into());
+    }
+    ctx.session.readonly = true;
+    Reply::ok()
+}
+
+/// `READWRITE`: undoes `READONLY`.
+pub fn readwrite(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
+    if ctx.node.cluster.get().is_none() {
+        return Reply::Error(DISABLED.into());
+    }
+    ctx.session.readonly = false;
+    Reply::ok()
+}
+
+/// `ASKING`: the next command may touch a slot being imported here.
+pub fn asking(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
+    if ctx.node.cluster.get().is_none() {
+        return Reply::Error(DISABLED.into());
+    }
+    ctx.session.asking = true;
+    Reply::ok()
+}

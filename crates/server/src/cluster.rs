@@ -1,0 +1,457 @@
+// Hot path: `Glue::route` runs for every keyed command in cluster mode.
+
+//! The data plane's side of the cluster: routing (`-MOVED`), the `CLUSTER` command, and
+//! forwarding requests to a key's owner for clients that don't speak cluster.
+//!
+//! ```text
+//!   ClusterState (Raft) ──watch──> Routes (slot -> owner, rebuilt per epoch)
+//!                                    │
+//!   RESP port:     execute() ──route──┤── local: run ── remote: -MOVED slot host:port
+//!   memcached / forward port: step() ─┴── remote: bus Forward ──> owner runs it, returns
+//!                                         its reply bytes (multi-key requests split by owner)
+//! ```
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use cluster::bus::{Proto, Request, Response};
+use cluster::{ClusterNode, ClusterState, NodeId};
+use command::{ClusterHook, Node, Route, Session};
+use resp::{Protocol, Reply};
+
+/// Builds the single-key command for the key at a position of a split multi-key command.
+type SplitFn = fn(&[Vec<u8>], usize) -> Vec<Vec<u8>>;
+
+/// A reply that is computed asynchronously (forwarded to another node).
+pub type Pending = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
+
+const NOT_SERVED: &str = "CLUSTERDOWN Hash slot not served";
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Who serves one shard's slots.
+#[derive(Debug)]
+struct Owner {
+    primary_addr: String,
+    primary_bus: String,
+    local_primary: bool,
+    local_replica: bool,
+}
+
+/// The routing table of one epoch.
+#[derive(Debug)]
+struct Routes {
+    epoch: u64,
+    /// Per slot, the index in `owners`, or `u16::MAX` when no shard owns it.
+    slot_owner: Vec<u16>,
+    owners: Vec<Owner>,
+}
+
+impl Routes {
+    fn build(state: &ClusterState, me: NodeId) -> Routes {
+        let mut owners = Vec::new();
+        let mut index = BTreeMap::new();
+        for shard in state.shards.values() {
+            let Some(primary) = state.members.get(&shard.primary) else {
+                continue;
+            };
+            index.insert(shard.id, owners.len() as u16);
+            owners.push(Owner {
+                primary_addr: primary.client_addr(),
+                primary_bus: primary.bus_addr(),
+                local_primary: shard.primary == me,
+                local_replica: shard.replicas.contains(&me),
+            });
+        }
+        let slot_owner = if state.is_laid_out() {
+            state
+                .slots
+                .iter()
+                .map(|s| index.get(s).copied().unwrap_or(u16::MAX))
+                .collect()
+        } else {
+            vec![u16::MAX; cluster::SLOT_COUNT]
+        };
+        Routes {
+            epoch: state.epoch,
+            slot_owner,
+            owners,
+        }
+    }
+
+    fn owner(&self, slot: u16) -> Option<&Owner> {
+        self.owners
+            .get(usize::from(self.slot_owner[usize::from(slot)]))
+    }
+}
+
+/// Where a forwarding node sends a request.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    Local,
+    Remote(String),
+    Down,
+}
+
+/// The cluster glue between the control plane and the data plane.
+#[derive(Debug)]
+pub struct Glue {
+    node: Weak<Node>,
+    control: Arc<ClusterNode>,
+    routes: RwLock<Arc<Routes>>,
+    forward_client: Arc<command::ClientInfo>,
+}
+
+impl Glue {
+    /// Connects `node` to its control plane: installs the routing hook and the forwarding
+    /// data plane, and keeps the routes current as the cluster state changes.
+    pub fn install(node: &Arc<Node>, control: Arc<ClusterNode>) -> Arc<Glue> {
+        let routes = Routes::build(&control.state(), control.id);
+        let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        let forward_client = Arc::new(command::ClientInfo {
+            id: 0,
+            addr: unspecified,
+            local_addr: unspecified,
+            created: std::time::Instant::now(),
+            last_active_ms: Default::default(),
+            protocol: Default::default(),
+            names: Default::default(),
+        });
+        let glue = Arc::new(Glue {
+            node: Arc::downgrade(node),
+            control: control.clone(),
+            routes: RwLock::new(Arc::new(routes)),
+            forward_client,
+        });
+        let _ = node.cluster.set(glue.clone());
+        control.set_data_plane(glue.clone());
+        let weak = Arc::downgrade(&glue);
+        let mut changes = control.subscribe();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let Some(glue) = weak.upgrade() else { break };
+                let state = changes.borrow_and_update().clone();
+                let routes = Arc::new(Routes::build(&state, glue.control.id));
+                tracing::info!(epoch = routes.epoch, "cluster topology changed");
+                *glue.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+            }
+        });
+        glue
+    }
+
+    /// The control plane.
+    pub fn control(&self) -> &Arc<ClusterNode> {
+        &self.control
+    }
+
+    fn routes(&self) -> Arc<Routes> {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn target(routes: &Routes, key: &[u8]) -> Target {
+        match routes.owner(store::key_slot(key)) {
+            None => Target::Down,
+            Some(o) if o.local_primary => Target::Local,
+            Some(o) => Target::Remote(o.primary_bus.clone()),
+        }
+    }
+
+    /// Sends one forwarded request to `bus_addr`; retries once on `NotOwner` after the
+    /// topology had a moment to reach this node.
+    async fn forward(
+        self: Arc<Self>,
+        bus_addr: String,
+        proto: Proto,
+        payload: Vec<Vec<u8>>,
+    ) -> Result<Vec<u8>, String> {
+        let client = self.control.peers.get(&bus_addr);
+        let request = Request::Forward {
+            proto,
+            payload: payload.clone(),
+        };
+        match client.call(request, FORWARD_TIMEOUT).await {
+            Ok(Response::Forwarded(bytes)) => Ok(bytes),
+            Ok(Response::NotOwner) => Err("owner moved".into()),
+            Ok(Response::Refused(why)) => Err(why),
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Plans a memcached request for a forwarding node: `None` to run it here, or the
+    /// pending reply.
+    pub fn plan_memcache(self: &Arc<Self>, request: &memcache::Request) -> Option<Pending> {
+        use memcache::Request as R;
+        let routes = self.routes();
+        let keys: Vec<&Bytes> = match request {
+            R::Get { keys, .. } => keys.iter().collect(),
+            R::Store { key, .. }
+            | R::Delete { key, .. }
+            | R::Arithmetic { key, .. }
+            | R::Touch { key, .. }
+            | R::MetaGet { key, .. }
+            | R::MetaSet { key, .. }
+            | R::MetaDelete { key, .. }
+            | R::MetaArithmetic { key, .. } => vec![key],
+            _ => return None,
+        };
+        let mut groups: BTreeMap<Target, Vec<Bytes>> = BTreeMap::new();
+        for key in keys {
+            groups
+                .entry(Self::target(&routes, key))
+                .or_default()
+                .push(key.clone());
+        }
+        if groups.len() == 1 && groups.contains_key(&Target::Local) {
+            return None;
+        }
+        let glue = self.clone();
+        let request = request.clone();
+        Some(Box::pin(async move {
+            let R::Get {
+                with_cas,
+                touch_exptime,
+                ..
+            } = &request
+            else {
+                // A single-key request with a remote (or no) owner.
+                let target = groups.into_keys().next().unwrap_or(Target::Down);
+                return glue.memcache_one(target, &request).await;
+            };
+            // A multi-get: one sub-request per owner; VALUE blocks gathered, one END.
+            let mut out = Vec::new();
+            for (target, keys) in groups {
+                let sub = R::Get {
+                    keys,
+                    with_cas: *with_cas,
+                    touch_exptime: *touch_exptime,
+                };
+                let reply = glue.clone().memcache_one(target, &sub).await;
+                if reply.starts_with(b"SERVER_ERROR") {
+                    return reply;
+                }
+                out.extend_from_slice(reply.strip_suffix(b"END\r\n").unwrap_or(&reply));
+            }
+            out.extend_from_slice(b"END\r\n");
+            out
+        }))
+    }
+
+    async fn memcache_one(self: Arc<Self>, target: Target, request: &memcache::Request) -> Vec<u8> {
+        match target {
+            Target::Down => b"SERVER_ERROR cluster down: hash slot not served\r\n".to_vec(),
+            Target::Local => {
+                let Some(node) = self.node.upgrade() else {
+                    return b"SERVER_ERROR shutting down\r\n".to_vec();
+                };
+                let mut out = BytesMut::new();
+                command::memcached::execute(&node, request.clone(), node.clock.unix_ms(), &mut out);
+                out.to_vec()
+            }
+            Target::Remote(bus) => {
+                let text = memcache::invariants::canonical(request);
+                match self.forward(bus, Proto::Memcache, vec![text]).await {
+                    Ok(bytes) => bytes,
+                    Err(why) => {
+                        tracing::debug!(why, "memcached forward failed");
+                        b"SERVER_ERROR forwarding to the key's owner failed\r\n".to_vec()
+                    }
+                }
+            }
+        }
+    }
+
+    /// Plans a RESP command on the forwarding port: `None` to run it here (no keys, or all
+    /// local), or the pending reply. Multi-key commands whose keys live on several nodes are
+    /// split per key and gathered (not atomic, as documented).
+    pub fn plan_resp(self: &Arc<Self>, protocol: Protocol, args: &[Bytes]) -> Option<Pending> {
+        let spec = &command::COMMANDS[command::lookup(&args[0])?];
+        let routes = self.routes();
+        let positions: Vec<usize> = command::cluster::key_positions(spec, args.len()).collect();
+        let first = *positions.first()?;
+        let targets: Vec<Target> = positions
+            .iter()
+            .map(|&p| Self::target(&routes, &args[p]))
+            .collect();
+        if targets.iter().all(|t| *t == Target::Local) {
+            return None;
+        }
+        let glue = self.clone();
+        let version = protocol.version() as u8;
+        let slots_differ = positions
+            .iter()
+            .any(|&p| store::key_slot(&args[p]) != store::key_slot(&args[first]));
+        let args: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
+        if !slots_differ {
+            let target = targets[0].clone();
+            return Some(Box::pin(async move {
+                glue.resp_one(target, version, args).await
+            }));
+        }
+        let name = spec.name;
+        let split: SplitFn = match name {
+            "mget" => |a, p| vec![b"GET".to_vec(), a[p].clone()],
+            "del" | "unlink" | "exists" | "touch" => |a, p| vec![a[0].clone(), a[p].clone()],
+            "mset" => |a, p| vec![b"SET".to_vec(), a[p].clone(), a[p + 1].clone()],
+            _ => {
+                return Some(Box::pin(async {
+                    b"-CROSSSLOT Keys in request don't hash to the same slot\r\n".to_vec()
+                }))
+            }
+        };
+        Some(Box::pin(async move {
+            let mut replies = Vec::with_capacity(positions.len());
+            for (&p, target) in positions.iter().zip(targets) {
+                replies.push(
+                    glue.clone()
+                        .resp_one(target, version, split(&args, p))
+                        .await,
+                );
+            }
+            gather(name, replies)
+        }))
+    }
+
+    async fn resp_one(self: Arc<Self>, target: Target, version: u8, args: Vec<Vec<u8>>) -> Vec<u8> {
+        match target {
+            Target::Down => format!("-{NOT_SERVED}\r\n").into_bytes(),
+            Target::Local => {
+                let args: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
+                self.run_resp(version, &args)
+                    .unwrap_or_else(|| b"-ERR shutting down\r\n".to_vec())
+            }
+            Target::Remote(bus) => {
+                let mut payload = vec![vec![version]];
+                payload.extend(args);
+                match self.forward(bus, Proto::Resp, payload).await {
+                    Ok(bytes) => bytes,
+                    Err(why) => {
+                        format!("-TRYAGAIN forwarding to the key's owner failed: {why}\r\n")
+                            .into_bytes()
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_resp(&self, version: u8, args: &[Bytes]) -> Option<Vec<u8>> {
+        let node = self.node.upgrade()?;
+        let mut session = Session::new(self.forward_client.clone());
+        session.protocol = if version == 3 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        };
+        let reply = command::execute(&node, &mut session, args);
+        let mut out = BytesMut::new();
+        reply.encode(session.protocol, &mut out);
+        Some(out.to_vec())
+    }
+}
+
+/// Combines the per-key replies of a split multi-key command.
+fn gather(name: &str, replies: Vec<Vec<u8>>) -> Vec<u8> {
+    if let Some(err) = replies.iter().find(|r| r.first() == Some(&b'-')) {
+        return err.clone();
+    }
+    match name {
+        "mget" => {
+            let mut out = format!("*{}\r\n", replies.len()).into_bytes();
+            replies.iter().for_each(|r| out.extend_from_slice(r));
+            out
+        }
+        "mset" => b"+OK\r\n".to_vec(),
+        _ => {
+            let sum: i64 = replies
+                .iter()
+                .filter_map(|r| {
+                    std::str::from_utf8(r.get(1..)?)
+                        .ok()?
+                        .trim_end()
+                        .parse::<i64>()
+                        .ok()
+                })
+                .sum();
+            format!(":{sum}\r\n").into_bytes()
+        }
+    }
+}
+
+impl cluster::DataPlane for Glue {
+    fn forward(&self, proto: Proto, payload: Vec<Vec<u8>>) -> Option<Vec<u8>> {
+        let routes = self.routes();
+        let node = self.node.upgrade()?;
+        match proto {
+            Proto::Resp => {
+                let (version, args) = payload.split_first()?;
+                let args: Vec<Bytes> = args.iter().cloned().map(Bytes::from).collect();
+                let spec = &command::COMMANDS[command::lookup(args.first()?)?];
+                let local = command::cluster::key_positions(spec, args.len())
+                    .all(|p| Self::target(&routes, &args[p]) == Target::Local);
+                if !local {
+                    return None;
+                }
+                self.run_resp(version.first().copied().unwrap_or(2), &args)
+            }
+            Proto::Memcache => {
+                let text = payload.into_iter().next()?;
+                let mut parser = memcache::Parser::new(memcache::Limits {
+                    max_value_bytes: node.store.config().max_value_bytes,
+                    ..memcache::Limits::default()
+                });
+                let mut buf = BytesMut::from(&text[..]);
+                let request = match parser.parse(&mut buf) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => {
+                        return Some(b"CLIENT_ERROR incomplete forwarded request\r\n".to_vec())
+                    }
+                    Err(e) => return Some(e.wire().to_vec()),
+                };
+                let glue_routes = routes;
+                let all_local = match &request {
+                    memcache::Request::Get { keys, .. } => keys
+                        .iter()
+                        .all(|k| Self::target(&glue_routes, k) == Target::Local),
+                    _ => true,
+                };
+                if !all_local {
+                    return None;
+                }
+                let mut out = BytesMut::new();
+                command::memcached::execute(&node, request, node.clock.unix_ms(), &mut out);
+                Some(out.to_vec())
+            }
+        }
+    }
+}
+
+impl ClusterHook for Glue {
+    fn route(&self, slot: u16, write: bool, readonly: bool) -> Route {
+        let routes = self.routes();
+        match routes.owner(slot) {
+            None => Route::Down(NOT_SERVED),
+            Some(o) if o.local_primary || (o.local_replica && readonly && !write) => Route::Local,
+            Some(o) => Route::Moved {
+                slot,
+                addr: o.primary_addr.clone(),
+            },
+        }
+    }
+
+    fn command(&self, ctx: &mut command::table::Ctx<'_>, args: &[Bytes]) -> Reply {
+        crate::cluster_cmd::run(self, ctx, args)
+    }
+}
+
+impl Glue {
+    /// The current cluster state.
+    pub fn state(&self) -> Arc<ClusterState> {
+        self.control.state()
+    }
+}
