@@ -10,10 +10,11 @@
 //!   moves about `16384 / (n+1)` slots, taken evenly from the others; removing a shard spreads
 //!   its slots evenly over the rest.
 //!
-//! A hash ring with virtual nodes reaches the same expected movement but only approximate
-//! balance (with 100 virtual nodes per shard the largest shard is typically 10-20% over the
-//! mean), and needs a binary search per lookup; the slot table is exact and a lookup is one
-//! array index. `docs/design.md` has the figures of a simulation of both.
+//! A hash ring with virtual nodes reaches about the same movement but only approximate
+//! balance (with 100 virtual nodes per shard the largest shard held 10-28% more keys than the
+//! mean in our simulation), and needs a binary search per lookup; the slot table is balanced
+//! to a slot and a lookup is one array index. `docs/cluster.md` has the figures
+//! (`bench/ring_vs_slots.py`).
 //!
 //! Everything here is a pure function of its inputs, so every node (and every test) computes
 //! the same plan.

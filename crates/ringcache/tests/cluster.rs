@@ -1,0 +1,345 @@
+//! A real 6-node cluster of `ringcache` processes on 127.0.0.2-7: created with
+//! `ringcache cluster create`, driven by the `redis` crate's cluster client over every slot,
+//! checked for exact redirects, any-node memcached, Raft leader loss, a restart that rejoins,
+//! and a node of another cluster being refused.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Node {
+    ip: String,
+    port: u16,
+    bus: u16,
+    memcache: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn new(ip: &str, root: &std::path::Path) -> Node {
+        let port = free_port(ip);
+        let node = Node {
+            ip: ip.to_string(),
+            port,
+            bus: free_port(ip),
+            memcache: free_port(ip),
+            dir: root.join(format!("{ip}-{port}")),
+            child: None,
+        };
+        node
+    }
+
+    fn start(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
+            .arg("server")
+            .args([
+                "--cluster-enabled",
+                "--bind",
+                &self.ip,
+                "--no-admin",
+                "--log",
+                "warn",
+            ])
+            .args(["--port", &self.port.to_string()])
+            .args(["--cluster-port", &self.bus.to_string()])
+            .args(["--memcache-port", &self.memcache.to_string()])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ringcache");
+        self.child = Some(child);
+        let started = Instant::now();
+        while TcpStream::connect((self.ip.as_str(), self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "node did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
+
+    fn cluster_addr(&self) -> String {
+        format!("{}:{}@{}", self.ip, self.port, self.bus)
+    }
+
+    /// Sends raw RESP and returns the first reply line.
+    fn raw(&self, request: &str) -> String {
+        let mut s = TcpStream::connect((self.ip.as_str(), self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(request.as_bytes()).expect("write");
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).expect("read");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    fn info_field(&self, field: &str) -> Option<String> {
+        let mut s = TcpStream::connect((self.ip.as_str(), self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"CLUSTER INFO\r\n").ok()?;
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while !text.contains("cluster_raft_term") {
+            let n = s.read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .map(|v| v.trim().to_string())
+    }
+
+    fn memcache(&self, request: &str, until: &str) -> String {
+        let mut s = TcpStream::connect((self.ip.as_str(), self.memcache)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(request.as_bytes()).expect("write");
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while !text.ends_with(until) {
+            let n = s.read(&mut buf).expect("read");
+            assert!(n > 0, "closed after {text:?}");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        text
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn create(nodes: &[&Node], replicas: usize) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ringcache"))
+        .args(["cluster", "create", "--replicas", &replicas.to_string()])
+        .args(nodes.iter().map(|n| n.cluster_addr()))
+        .output()
+        .expect("run cluster create")
+}
+
+/// One key per slot: `k{<tag>}` with the first tag found that hashes to the slot.
+fn key_per_slot() -> Vec<String> {
+    let mut keys = vec![String::new(); 16384];
+    let mut missing = 16384;
+    let mut i = 0u64;
+    while missing > 0 {
+        let tag = format!("t{i}");
+        let slot = usize::from(store::key_slot(tag.as_bytes()));
+        if keys[slot].is_empty() {
+            keys[slot] = format!("k{{{tag}}}");
+            missing -= 1;
+        }
+        i += 1;
+    }
+    keys
+}
+
+#[test]
+fn a_six_node_cluster_serves_every_slot_redirects_exactly_and_survives_its_raft_leader() {
+    let root = std::env::temp_dir().join(format!("ringcache-cluster-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let mut nodes: Vec<Node> = (2..=7)
+        .map(|i| Node::new(&format!("127.0.0.{i}"), &root))
+        .collect();
+    for n in nodes.iter_mut() {
+        n.start();
+    }
+    let out = create(&nodes.iter().collect::<Vec<_>>(), 1);
+    assert!(
+        out.status.success(),
+        "cluster create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(table.matches("primary").count(), 3, "{table}");
+    assert_eq!(table.matches("replica").count(), 3, "{table}");
+    for n in &nodes {
+        assert_eq!(
+            n.info_field("cluster_state").as_deref(),
+            Some("ok"),
+            "{}",
+            n.addr()
+        );
+    }
+
+    // Every slot through the redis crate's cluster client: SET, GET, PEXPIRE/PTTL, DEL.
+    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{}", nodes[0].addr())])
+        .expect("cluster client");
+    let mut con = client.get_connection().expect("cluster connection");
+    let keys = key_per_slot();
+    for (slot, key) in keys.iter().enumerate() {
+        let value = format!("v{slot}");
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(&value)
+            .query(&mut con)
+            .expect("set");
+        let got: String = redis::cmd("GET").arg(key).query(&mut con).expect("get");
+        assert_eq!(got, value);
+        let set: i64 = redis::cmd("PEXPIRE")
+            .arg(key)
+            .arg(60_000)
+            .query(&mut con)
+            .expect("pexpire");
+        assert_eq!(set, 1);
+        let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut con).expect("pttl");
+        assert!((1..=60_000).contains(&ttl), "slot {slot}: pttl {ttl}");
+    }
+    let mut total = 0;
+    for n in &nodes {
+        let reply = n.raw("DBSIZE\r\n");
+        total += reply
+            .trim_start_matches(':')
+            .trim()
+            .parse::<usize>()
+            .expect("dbsize");
+    }
+    assert_eq!(total, 16384, "each key lives once, on its primary");
+    for key in keys.iter().step_by(7) {
+        let deleted: i64 = redis::cmd("DEL").arg(key).query(&mut con).expect("del");
+        assert_eq!(deleted, 1);
+        let gone: Option<String> = redis::cmd("GET").arg(key).query(&mut con).expect("get");
+        assert_eq!(gone, None);
+    }
+
+    // Exact redirects, as Redis Cluster words them.
+    let foo_owner = nodes
+        .iter()
+        .find(|n| n.raw("GET foo\r\n").starts_with("$-1"))
+        .expect("some node owns foo")
+        .addr();
+    for n in &nodes {
+        let reply = n.raw("GET foo\r\n");
+        if n.addr() != foo_owner {
+            assert_eq!(reply, format!("-MOVED 12182 {foo_owner}\r\n"));
+        }
+        assert_eq!(
+            n.raw("MGET foo bar\r\n"),
+            "-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+        );
+    }
+
+    // memcached: a key written through any node is read through every other.
+    for (i, n) in nodes.iter().enumerate() {
+        let key = format!("mc{i}");
+        let stored = n.memcache(&format!("set {key} 7 0 5\r\nhello\r\n"), "\r\n");
+        assert_eq!(stored, "STORED\r\n");
+        for other in &nodes {
+            let got = other.memcache(&format!("get {key}\r\n"), "END\r\n");
+            assert_eq!(
+                got,
+                format!("VALUE {key} 7 5\r\nhello\r\nEND\r\n"),
+                "via {}",
+                other.addr()
+            );
+        }
+    }
+    let multi = nodes[3].memcache("get mc0 mc1 mc2 mc3 mc4 mc5 nosuch\r\n", "END\r\n");
+    assert_eq!(multi.matches("VALUE ").count(), 6, "{multi}");
+
+    // Kill the Raft leader: the others elect a new one within 2 s and keep the topology.
+    let leader_name = nodes[0].info_field("cluster_raft_leader").expect("leader");
+    let leader = nodes
+        .iter()
+        .position(|n| n.raw("CLUSTER MYID\r\n").contains(&leader_name))
+        .expect("leader is a node");
+    let epoch = nodes[leader].info_field("cluster_current_epoch");
+    nodes[leader].kill();
+    let killed = Instant::now();
+    let survivor = (leader + 1) % nodes.len();
+    loop {
+        let now = nodes[survivor].info_field("cluster_raft_leader");
+        if now
+            .as_deref()
+            .is_some_and(|l| !l.is_empty() && l != leader_name)
+        {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(2),
+            "no new leader within 2 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let elected = killed.elapsed();
+    eprintln!("new Raft leader after {elected:?}");
+    assert!(nodes[survivor]
+        .raw("CLUSTER SLOTS\r\n")
+        .starts_with("*3\r\n"));
+
+    // The killed node restarts with its data dir: same identity, back in the cluster.
+    nodes[leader].start();
+    let restarted = Instant::now();
+    loop {
+        let n = &nodes[leader];
+        if n.info_field("cluster_state").as_deref() == Some("ok")
+            && n.info_field("cluster_raft_leader")
+                .is_some_and(|l| !l.is_empty())
+            && n.info_field("cluster_current_epoch") >= epoch
+        {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(10),
+            "restarted node did not rejoin"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(nodes[leader].raw("CLUSTER MYID\r\n").contains(&leader_name));
+
+    // A node of another cluster is refused: it can't be made part of this one, and this
+    // cluster's nodes won't talk to it.
+    let mut stranger = Node::new("127.0.0.8", &root);
+    stranger.start();
+    let out = create(&[&stranger], 0);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = create(&[&nodes[0], &stranger], 0);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already in cluster"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let other_id = std::sync::Arc::new(std::sync::Mutex::new(Some("not-this-cluster".to_string())));
+    let client =
+        cluster::bus::Client::new(format!("{}:{}", nodes[0].ip, nodes[0].bus), other_id, None);
+    let refused = rt.block_on(client.call(cluster::bus::Request::Status, Duration::from_secs(2)));
+    assert!(
+        matches!(refused, Err(cluster::bus::BusError::Refused { .. })),
+        "{refused:?}"
+    );
+    drop(nodes);
+    drop(stranger);
+    let _ = std::fs::remove_dir_all(&root);
+}
