@@ -85,6 +85,10 @@ pub struct BenchArgs {
     /// Print the results as one JSON object on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// Redis Cluster mode: read the slot map from the node given, send each key to its owner
+    /// (one socket per primary per connection), follow -MOVED and -ASK. RESP, closed loop.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// When a run stops measuring.
@@ -138,6 +142,8 @@ pub struct Config {
     pub quiet: bool,
     /// JSON output.
     pub json: bool,
+    /// Redis Cluster mode.
+    pub cluster: bool,
 }
 
 impl Config {
@@ -183,6 +189,11 @@ impl Config {
         if args.host.is_empty() {
             return invalid("--host must not be empty".into());
         }
+        if args.cluster && (args.rate.is_some() || args.protocol != Protocol::Resp) {
+            return invalid(
+                "--cluster supports RESP in a closed loop (no --rate, no memcache)".into(),
+            );
+        }
         Ok(Config {
             port: args.port.unwrap_or(args.protocol.default_port()),
             host: args.host,
@@ -203,6 +214,7 @@ impl Config {
             seed: args.seed,
             quiet: args.quiet,
             json: args.json,
+            cluster: args.cluster,
         })
     }
 }

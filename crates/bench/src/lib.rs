@@ -36,6 +36,7 @@
 //! - [`report`]: per-connection statistics, the merged [`Report`], summary and JSON.
 //! - [`progress`]: the once-a-second progress line.
 
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod pacer;
@@ -155,6 +156,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// Runs the load described by `config` on the current tokio runtime and returns the results.
 pub async fn execute(config: &Config) -> Result<Report> {
+    if config.cluster {
+        return execute_cluster(config).await;
+    }
     let addr = resolve(&config.host, config.port).await?;
     let keys = KeyGen::new(config.keys, config.distribution)
         .ok_or_else(|| Error::Config("invalid key space or Zipf exponent".into()))?;
@@ -240,6 +244,94 @@ pub async fn execute(config: &Config) -> Result<Report> {
         total.merge(&stats);
     }
     Ok(Report::new(config, &total, measure_start, prefill))
+}
+
+/// Cluster mode: as [`execute`], with cluster-aware connections (closed loop only).
+async fn execute_cluster(config: &Config) -> Result<Report> {
+    let addr = resolve(&config.host, config.port).await?;
+    let map = cluster::read_slot_map(addr, config.timeout).await?;
+    let keys = KeyGen::new(config.keys, config.distribution)
+        .ok_or_else(|| Error::Config("invalid key space or Zipf exponent".into()))?;
+    let filler: Arc<[u8]> = workload::filler(config.value_size.max).into();
+    let mut fleet = Vec::with_capacity(config.connections);
+    for id in 0..config.connections {
+        let conn = cluster::ClusterConn::connect(id, &map, config.timeout).await?;
+        let seed = config.seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let work = Workload::new(
+            keys.clone(),
+            config.value_size,
+            config.ratio,
+            filler.clone(),
+            seed,
+        );
+        fleet.push((conn, work));
+    }
+    let prefill = if config.prefill {
+        let started = Instant::now();
+        let count = fleet.len() as u64;
+        let mut tasks = JoinSet::new();
+        for (id, (mut conn, mut work)) in fleet.into_iter().enumerate() {
+            let id = id as u64;
+            let range = config.keys * id / count..config.keys * (id + 1) / count;
+            tasks.spawn(async move {
+                let mut stats = Stats::default();
+                conn.prefill(range, &mut work, &mut stats).await?;
+                Ok::<_, Error>((id, conn, work, stats))
+            });
+        }
+        let mut done = Vec::new();
+        let mut errors = 0;
+        while let Some(joined) = tasks.join_next().await {
+            let (id, conn, work, stats) = joined.map_err(|err| Error::Task(err.to_string()))??;
+            errors += stats.measured.errors;
+            done.push((id, conn, work));
+        }
+        done.sort_by_key(|(id, _, _)| *id);
+        fleet = done.into_iter().map(|(_, c, w)| (c, w)).collect();
+        Some(Prefill {
+            keys: config.keys,
+            secs: started.elapsed().as_secs_f64(),
+            errors,
+        })
+    } else {
+        None
+    };
+    let start = Instant::now();
+    let measure_start = start + config.warmup;
+    let progress = (!config.quiet).then(|| Arc::new(Progress::default()));
+    let _printer = progress.clone().map(|progress| {
+        AbortOnDrop(tokio::spawn(async move {
+            progress.print_every_second(start, measure_start).await;
+        }))
+    });
+    let mut tasks = JoinSet::new();
+    for (id, (mut conn, mut work)) in fleet.into_iter().enumerate() {
+        let plan = Plan {
+            start,
+            measure_start,
+            until: match config.stop {
+                Stop::After(duration) => Until::Time(measure_start + duration),
+                Stop::Requests(n) => Until::Count(share(n, id, config.connections)),
+            },
+            pipeline: config.pipeline,
+            set_on_miss: config.set_on_miss,
+        };
+        let progress = progress.clone();
+        tasks.spawn(async move {
+            let mut stats = Stats::default();
+            conn.closed_loop(&plan, &mut work, &mut stats, progress.as_deref())
+                .await?;
+            Ok::<_, Error>(stats)
+        });
+    }
+    let mut total = Stats::default();
+    while let Some(joined) = tasks.join_next().await {
+        let stats = joined.map_err(|err| Error::Task(err.to_string()))??;
+        total.merge(&stats);
+    }
+    let mut report = Report::new(config, &total, measure_start, prefill);
+    report.cluster_primaries = map.primaries.len();
+    Ok(report)
 }
 
 /// Connections and their generators, handed to the prefill and back.
@@ -368,6 +460,7 @@ mod tests {
             seed: 1,
             quiet: true,
             json: false,
+            cluster: false,
         };
         let config = Config::resolve(args).expect("valid");
         let err = execute(&config).await.expect_err("nobody listens");
@@ -376,5 +469,119 @@ mod tests {
             err.to_string().starts_with("cannot connect to 127.0.0.1:"),
             "{err}"
         );
+    }
+
+    /// A node that claims every slot in `CLUSTER SLOTS` but answers every other command with
+    /// `-MOVED <slot> <real>`: the bench must follow the redirect to the real node.
+    async fn redirecting_node(real: std::net::SocketAddr) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let me = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut chunk).await {
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        // Requests are `*N` arrays of bulk strings; answer each complete one.
+                        while let Some((args, used)) = split_request(&buf) {
+                            buf.drain(..used);
+                            let reply = if args[0].eq_ignore_ascii_case(b"CLUSTER") {
+                                format!(
+                                    "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:{}\r\n",
+                                    me.port()
+                                )
+                            } else {
+                                let slot = store::key_slot(&args[1]);
+                                format!("-MOVED {slot} {real}\r\n")
+                            };
+                            if s.write_all(reply.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        me
+    }
+
+    fn split_request(buf: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
+        let line = |at: usize| -> Option<(usize, usize)> {
+            let end = at + buf.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+            let n = std::str::from_utf8(&buf[at + 1..end]).ok()?.parse().ok()?;
+            Some((n, end + 2))
+        };
+        let (count, mut at) = line(0)?;
+        let mut args = Vec::new();
+        for _ in 0..count {
+            let (len, start) = line(at)?;
+            args.push(buf.get(start..start + len)?.to_vec());
+            at = start + len + 2;
+            if buf.len() < at {
+                return None;
+            }
+        }
+        Some((args, at))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cluster_mode_follows_moved_to_the_owner() {
+        let config = server::Config {
+            port: 0,
+            memcache_port: None,
+            admin_port: None,
+            ..server::Config::default()
+        };
+        let real = server::start(config).await.expect("node");
+        let fake = redirecting_node(real.resp_addr).await;
+        let args = BenchArgs {
+            host: "127.0.0.1".into(),
+            port: Some(fake.port()),
+            protocol: Protocol::Resp,
+            connections: 2,
+            pipeline: 4,
+            threads: 1,
+            keys: 50,
+            distribution: workload::DistributionName::Uniform,
+            zipf_s: 0.99,
+            value_size: "10".parse().expect("valid"),
+            ratio: "1:1".parse().expect("valid"),
+            warmup: Duration::ZERO,
+            duration: None,
+            requests: Some(400),
+            prefill: true,
+            set_on_miss: false,
+            rate: None,
+            timeout: Duration::from_secs(5),
+            seed: 1,
+            quiet: true,
+            json: false,
+            cluster: true,
+        };
+        let config = Config::resolve(args).expect("valid");
+        let report = execute(&config).await.expect("run");
+        assert_eq!(report.ops, 400);
+        assert_eq!(report.errors, 0, "{:?}", report.error_samples);
+        assert_eq!(
+            report.hits, report.gets,
+            "prefilled keys all found through the redirect"
+        );
+        // A connection follows a slot's MOVED once, then sends there directly: at most one
+        // redirect per key per connection over prefill and run (the prefill's own aren't
+        // in the report).
+        assert!(
+            (1..=2 * 50).contains(&report.redirects),
+            "redirects during the run: {}",
+            report.redirects
+        );
+        assert_eq!(report.cluster_primaries, 1);
+        assert_eq!(real.node.store.len(), 50);
     }
 }

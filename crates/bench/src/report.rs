@@ -149,6 +149,8 @@ pub struct Stats {
     pub errors: ErrorSamples,
     /// When the last reply to a recorded request arrived.
     pub last_reply: Option<Instant>,
+    /// Cluster mode: `-MOVED`/`-ASK` redirects followed.
+    pub redirects: u64,
 }
 
 impl Default for Stats {
@@ -157,6 +159,7 @@ impl Default for Stats {
             measured: Counts::default(),
             warmup_errors: 0,
             unsent: 0,
+            redirects: 0,
             latency_us: new_histogram(),
             recent_us: new_histogram(),
             errors: ErrorSamples::default(),
@@ -221,6 +224,7 @@ impl Stats {
         self.measured.add(&other.measured);
         self.warmup_errors += other.warmup_errors;
         self.unsent += other.unsent;
+        self.redirects += other.redirects;
         merge_histogram(&mut self.latency_us, &other.latency_us);
         merge_histogram(&mut self.latency_us, &other.recent_us);
         self.errors.merge(&other.errors);
@@ -345,6 +349,10 @@ pub struct Report {
     pub error_samples: Vec<ErrorSample>,
     /// Latency of measured requests, microseconds.
     pub latency_us: Latency,
+    /// Cluster mode: the primaries the slot map named (0 when not in cluster mode).
+    pub cluster_primaries: usize,
+    /// Cluster mode: `-MOVED`/`-ASK` redirects followed.
+    pub redirects: u64,
 }
 
 impl Report {
@@ -410,6 +418,8 @@ impl Report {
             unsent: stats.unsent,
             error_samples: stats.errors.samples.clone(),
             latency_us: Latency::of(&stats.latency_us),
+            cluster_primaries: 0,
+            redirects: stats.redirects,
         }
     }
 
@@ -448,10 +458,16 @@ impl Report {
         } else {
             format!("{}-{} B", self.value_size_min, self.value_size_max)
         };
-        let mode = match self.rate {
+        let mut mode = match self.rate {
             Some(rate) => format!("open loop at {rate} ops/s"),
             None => "closed loop".to_owned(),
         };
+        if self.cluster_primaries > 0 {
+            mode.push_str(&format!(
+                ", cluster of {} primaries, {} redirects followed",
+                self.cluster_primaries, self.redirects
+            ));
+        }
         let _ = writeln!(
             out,
             "  workload: {keys}, values {values}, GET:SET {}, {mode}",
