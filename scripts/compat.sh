@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Compatibility tests, in two parts:
+# Compatibility tests, in three parts:
 #  - Redis: tests/compat/diff_vs_redis.py compares ringcache's RESP replies with a real
 #    redis-server's (deliberate differences are listed in tests/compat/known_differences.toml),
 #    then checks ringcache through the redis-py client;
 #  - memcached: tests/compat/diff_vs_memcached.py compares the replies of ringcache's memcached
 #    port with a real memcached's (deliberate differences: tests/compat/
-#    known_differences_memcached.toml), then checks ringcache through the pymemcache client.
+#    known_differences_memcached.toml), then checks ringcache through the pymemcache client;
+#  - cluster: tests/compat/cluster_clients.py drives a `ringcache demo` cluster with redis-cli -c,
+#    redis-benchmark --cluster, redis-py's RedisCluster, pymemcache and the forwarding port.
 #
 #   RINGCACHE_BIN=target/release/ringcache scripts/compat.sh [diff_vs_redis.py options]
 #
@@ -15,9 +17,9 @@
 # ports (the memcached part on a ringcache node of its own) and is stopped on exit.
 # Options go to diff_vs_redis.py; MEMCACHED_COMPAT_ARGS (split at spaces) to
 # diff_vs_memcached.py.
-# The last line of the output is `N passed, M failed`, summed over both parts.
+# The last line of the output is `N passed, M failed`, summed over the parts.
 # Exit status: 0 = compatible, 1 = unexpected differences, 2 = could not run (the larger of
-# the two parts').
+# the parts').
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -214,6 +216,27 @@ fi
 combine "$mc_status"
 tally "$WORK/memcached.out" "$died"
 
-step "summary: redis part exit $redis_status, memcached part exit $mc_status"
+# Cluster clients against `ringcache demo`: redis-cli -c, redis-benchmark --cluster, redis-py's
+# RedisCluster, pymemcache through every node, the forwarding port.
+DEMO_BASE="${DEMO_BASE:-17400}"
+step "ringcache demo on $DEMO_BASE-$((DEMO_BASE + 5)): cluster_clients.py"
+demo_status=0
+if "$RINGCACHE_BIN" demo --detach --dir "$WORK/demo" --base-port "$DEMO_BASE"   --memcache-base-port $((DEMO_BASE + 100)) --forward-base-port $((DEMO_BASE + 200))   --admin-base-port $((DEMO_BASE + 300)) --maxmemory 64mb >"$WORK/demo.out" 2>&1; then
+  DEMO_PIDS="$(sed -n 's/^Detached. Stop the nodes with: kill //p' "$WORK/demo.out")"
+  run_test "$WORK/cluster.out" python3 "$ROOT/tests/compat/cluster_clients.py" --port "$DEMO_BASE" \
+    --memcache-port $((DEMO_BASE + 100)) --forward-port $((DEMO_BASE + 200)) --nodes 6
+  demo_status=$run_status
+  # shellcheck disable=SC2086  # one pid per word
+  kill $DEMO_PIDS 2>/dev/null || true
+  tally "$WORK/cluster.out" 0
+else
+  echo "compat: ringcache demo did not start:" >&2
+  cat "$WORK/demo.out" >&2
+  demo_status=2
+  failed=$((failed + 1))
+fi
+combine "$demo_status"
+
+step "summary: redis part exit $redis_status, memcached part exit $mc_status, cluster part exit $demo_status"
 echo "$passed passed, $failed failed"
 exit "$status"

@@ -169,6 +169,42 @@ pub enum BusError {
     BadFrame(String),
 }
 
+/// Read buffer per connection: most frames (Raft heartbeats, forwarded requests) are small, so
+/// one read brings many of them.
+const IO_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Writes the frames queued on `rx` until it closes or the socket fails. Frames queued while a
+/// write was in progress go out together in the next one: under load, one syscall carries
+/// many forwarded requests or replies.
+async fn write_frames(
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let mut batch = Vec::new();
+    while let Some(frame) = rx.recv().await {
+        if batch.is_empty() && frame.len() >= IO_BUFFER_BYTES {
+            if writer.write_all(&frame).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        batch.extend_from_slice(&frame);
+        while batch.len() < IO_BUFFER_BYTES {
+            match rx.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if writer.write_all(&batch).await.is_err() {
+            return;
+        }
+        batch.clear();
+        if batch.capacity() > 4 * IO_BUFFER_BYTES {
+            batch = Vec::new();
+        }
+    }
+}
+
 /// Encodes one message as a frame.
 fn encode(message: &Message) -> Vec<u8> {
     let header = vec![MAGIC[0], MAGIC[1], VERSION, 0, 0, 0, 0, 0];
@@ -220,15 +256,10 @@ pub trait Handler: Send + Sync + 'static {
 /// Serves one accepted connection until it closes.
 pub async fn serve<H: Handler>(handler: Arc<H>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let writer_task = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if writer.write_all(&frame).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (reader, writer) = stream.into_split();
+    let mut reader = tokio::io::BufReader::with_capacity(IO_BUFFER_BYTES, reader);
+    let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer_task = tokio::spawn(write_frames(writer, rx));
     let mut greeted = None;
     while let Ok(Some(message)) = read_frame(&mut reader).await {
         let Message::Request { id, body } = message else {
@@ -369,8 +400,9 @@ impl Client {
         }
         let stream = socket.connect(target).await.map_err(io)?;
         let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (reader, writer) = stream.into_split();
+        let mut reader = tokio::io::BufReader::with_capacity(IO_BUFFER_BYTES, reader);
+        let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let pending: Pending = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         let conn = Arc::new(Conn {
@@ -381,11 +413,7 @@ impl Client {
         {
             let closed = closed.clone();
             tokio::spawn(async move {
-                while let Some(frame) = rx.recv().await {
-                    if writer.write_all(&frame).await.is_err() {
-                        break;
-                    }
-                }
+                write_frames(writer, rx).await;
                 closed.store(true, Ordering::Relaxed);
             });
         }

@@ -542,8 +542,10 @@ impl ClusterNode {
     }
 
     fn check_peer(&self, from_cluster: &Option<String>) -> Result<(), String> {
-        match (self.cluster_id(), from_cluster) {
-            (Some(mine), Some(theirs)) if mine == *theirs => Ok(()),
+        // Runs for every bus request: compare under the lock, clone only to explain a refusal.
+        let mine = lock(&self.cluster_id);
+        match (mine.as_ref(), from_cluster) {
+            (Some(mine), Some(theirs)) if mine == theirs => Ok(()),
             (Some(mine), Some(theirs)) => {
                 Err(format!("this node belongs to cluster {mine}, not {theirs}"))
             }

@@ -399,7 +399,11 @@ impl Peers {
 
     /// The client for `addr`, created on first use.
     pub fn get(&self, addr: &str) -> Arc<bus::Client> {
-        bus::lock(&self.clients)
+        let mut clients = bus::lock(&self.clients);
+        if let Some(client) = clients.get(addr) {
+            return client.clone();
+        }
+        clients
             .entry(addr.to_string())
             .or_insert_with(|| {
                 Arc::new(bus::Client::new(

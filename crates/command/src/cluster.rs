@@ -127,3 +127,107 @@ pub fn asking(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
     ctx.session.asking = true;
     Reply::ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{lookup, COMMANDS};
+
+    /// This node is the primary of slot 12182 (`foo`) and a replica of slot 5061 (`bar`);
+    /// every other slot belongs to 127.0.0.1:7001; slot 0 is not served.
+    #[derive(Debug)]
+    struct FakeCluster;
+
+    impl ClusterHook for FakeCluster {
+        fn route(&self, slot: u16, write: bool, readonly: bool) -> Route {
+            match slot {
+                12182 => Route::Local,
+                5061 if readonly && !write => Route::Local,
+                0 => Route::Down("CLUSTERDOWN Hash slot not served"),
+                _ => Route::Moved {
+                    slot,
+                    addr: "127.0.0.1:7001".into(),
+                },
+            }
+        }
+
+        fn command(&self, _ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
+            Reply::ok()
+        }
+    }
+
+    fn route(session: &Session, args: &[&str]) -> Option<Reply> {
+        let args: Vec<Bytes> = args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        let spec = &COMMANDS[lookup(&args[0]).expect("known command")];
+        check(&FakeCluster, spec, session, &args)
+    }
+
+    fn session() -> Session {
+        let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        Session::new(std::sync::Arc::new(crate::ClientInfo {
+            id: 1,
+            addr: unspecified,
+            local_addr: unspecified,
+            created: std::time::Instant::now(),
+            last_active_ms: Default::default(),
+            protocol: Default::default(),
+            names: Default::default(),
+        }))
+    }
+
+    fn error(text: &str) -> Option<Reply> {
+        Some(Reply::Error(text.to_string().into()))
+    }
+
+    #[test]
+    fn keys_owned_here_run_and_others_are_moved_as_redis_words_it() {
+        let s = session();
+        assert_eq!(route(&s, &["GET", "foo"]), None);
+        assert_eq!(route(&s, &["SET", "{foo}x", "1"]), None);
+        assert_eq!(
+            route(&s, &["GET", "hello"]),
+            error("MOVED 866 127.0.0.1:7001")
+        );
+        assert_eq!(route(&s, &["MGET", "foo", "{foo}b"]), None);
+        assert_eq!(
+            route(&s, &["MGET", "foo", "bar"]),
+            error("CROSSSLOT Keys in request don't hash to the same slot")
+        );
+        // MSET's keys are every other argument: the values don't count.
+        assert_eq!(route(&s, &["MSET", "foo", "bar", "{foo}y", "hello"]), None);
+        assert_eq!(route(&s, &["PING"]), None);
+        assert_eq!(route(&s, &["DBSIZE"]), None);
+    }
+
+    #[test]
+    fn a_replica_serves_reads_only_after_readonly() {
+        let mut s = session();
+        assert_eq!(
+            route(&s, &["GET", "bar"]),
+            error("MOVED 5061 127.0.0.1:7001")
+        );
+        s.readonly = true;
+        assert_eq!(route(&s, &["GET", "bar"]), None);
+        assert_eq!(
+            route(&s, &["SET", "bar", "1"]),
+            error("MOVED 5061 127.0.0.1:7001")
+        );
+    }
+
+    #[test]
+    fn asking_lets_one_command_through_and_unserved_slots_are_down() {
+        let mut s = session();
+        s.asking = true;
+        assert_eq!(route(&s, &["GET", "hello"]), None);
+        let key_in_slot_0 = "{06S}";
+        assert_eq!(store::key_slot(key_in_slot_0.as_bytes()), 0);
+        s.asking = false;
+        assert_eq!(
+            route(&s, &["GET", key_in_slot_0]),
+            error("CLUSTERDOWN Hash slot not served")
+        );
+    }
+}

@@ -171,10 +171,7 @@ impl Glue {
         payload: Vec<Vec<u8>>,
     ) -> Result<Vec<u8>, String> {
         let client = self.control.peers.get(&bus_addr);
-        let request = Request::Forward {
-            proto,
-            payload: payload.clone(),
-        };
+        let request = Request::Forward { proto, payload };
         match client.call(request, FORWARD_TIMEOUT).await {
             Ok(Response::Forwarded(bytes)) => Ok(bytes),
             Ok(Response::NotOwner) => Err("owner moved".into()),
