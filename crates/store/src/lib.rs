@@ -16,7 +16,9 @@
 //! Modules:
 //! - [`slot`]: CRC16 and `{hashtag}` slot computation.
 //! - [`shard`]: one shard: arena, LRU list, TTL index, slot lists, memory accounting.
+//! - [`journal`]: the record of every change, for replication.
 
+pub mod journal;
 pub mod shard;
 pub mod slot;
 
@@ -25,6 +27,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+pub use journal::{Journal, Record};
 pub use shard::{charge_bytes, Shard, ShardStats, ENTRY_OVERHEAD_BYTES, TTL_OVERHEAD_BYTES};
 pub use slot::{key_slot, SLOT_COUNT};
 
@@ -290,6 +293,55 @@ impl Store {
 
     fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
         lock(&self.shards[index])
+    }
+
+    /// Starts (or, with `None`, stops) reporting every change to `journal`.
+    pub fn set_journal(&self, journal: Option<std::sync::Arc<dyn Journal>>) {
+        for shard in self.shards.iter() {
+            lock(shard).set_journal(journal.clone());
+        }
+    }
+
+    /// Under shard `index`'s lock: calls `at` (to read the journal's position, which no change
+    /// of this shard can pass while the lock is held) and copies every live item of the shard.
+    pub fn snapshot_shard(
+        &self,
+        index: usize,
+        now_ms: u64,
+        at: impl FnOnce() -> u64,
+    ) -> (u64, Vec<Record>) {
+        let shard = self.shard(index);
+        let position = at();
+        (position, shard.snapshot(now_ms))
+    }
+
+    /// Applies a change received from a primary.
+    pub fn apply(&self, record: &Record, now_ms: u64) -> Result<()> {
+        match record {
+            Record::Put {
+                key,
+                value,
+                flags,
+                expires_at_ms,
+                meta,
+            } => {
+                let item = NewItem {
+                    value: value.clone(),
+                    expires_at_ms: (*expires_at_ms != 0).then_some(*expires_at_ms),
+                    flags: *flags,
+                    meta: *meta,
+                };
+                self.set(key, item, now_ms)
+            }
+            Record::Del { key } => {
+                self.remove(key, now_ms);
+                Ok(())
+            }
+            Record::Clear => {
+                self.clear();
+                Ok(())
+            }
+        }
     }
 
     /// Returns the item under `key`, marks it used and counts a hit or miss.

@@ -158,6 +158,8 @@ pub struct Shard {
     hasher: foldhash::fast::FixedState,
     rng: u64,
     stats: ShardStats,
+    /// Where changes are reported, when replication is on.
+    journal: Option<std::sync::Arc<dyn crate::journal::Journal>>,
 }
 
 impl Shard {
@@ -182,7 +184,45 @@ impl Shard {
             hasher,
             rng: 0x9E37_79B9_7F4A_7C15 ^ (shard_index as u64 + 1),
             stats: ShardStats::default(),
+            journal: None,
         }
+    }
+
+    /// Starts (or, with `None`, stops) reporting changes to `journal`.
+    pub fn set_journal(&mut self, journal: Option<std::sync::Arc<dyn crate::journal::Journal>>) {
+        self.journal = journal;
+    }
+
+    /// Reports the whole current state of the entry at `idx`.
+    fn journal_entry(&self, idx: u32) {
+        if let Some(journal) = &self.journal {
+            let e = &self.entries[idx as usize];
+            journal.record(
+                self.shard_index as usize,
+                crate::journal::Record::Put {
+                    key: Bytes::copy_from_slice(e.key()),
+                    value: Bytes::copy_from_slice(e.value()),
+                    flags: e.flags,
+                    expires_at_ms: e.expires_at_ms,
+                    meta: e.meta,
+                },
+            );
+        }
+    }
+
+    /// Every live item as a `Put` record (expired ones left out), for a full sync.
+    pub fn snapshot(&self, now_ms: u64) -> Vec<crate::journal::Record> {
+        self.entries
+            .iter()
+            .filter(|e| e.live() && !e.expired(now_ms))
+            .map(|e| crate::journal::Record::Put {
+                key: Bytes::copy_from_slice(e.key()),
+                value: Bytes::copy_from_slice(e.value()),
+                flags: e.flags,
+                expires_at_ms: e.expires_at_ms,
+                meta: e.meta,
+            })
+            .collect()
     }
 
     /// Sets the memory budget (0 = unlimited), the policy and the value size limit.
@@ -331,6 +371,7 @@ impl Shard {
                 if let Some(idx) = found {
                     self.set_expiry(idx, expires_at_ms.unwrap_or(0));
                     self.touch_lru(idx);
+                    self.journal_entry(idx);
                 }
                 (r, found)
             }
@@ -347,6 +388,7 @@ impl Shard {
                         self.entries[idx as usize].meta = meta;
                     }
                     self.touch_lru(idx);
+                    self.journal_entry(idx);
                 }
                 (result, found)
             }
@@ -445,6 +487,19 @@ impl Shard {
         };
         self.stats.used_bytes += self.entries[idx as usize].charge();
         self.set_expiry(idx, expires_at_ms);
+        if let Some(journal) = &self.journal {
+            // The written value is still at hand (shared, not copied) for the record.
+            journal.record(
+                self.shard_index as usize,
+                crate::journal::Record::Put {
+                    key: Bytes::copy_from_slice(key),
+                    value,
+                    flags,
+                    expires_at_ms,
+                    meta,
+                },
+            );
+        }
         Ok(idx)
     }
 
@@ -504,6 +559,13 @@ impl Shard {
     fn remove_at(&mut self, idx: u32) {
         let (hash, charge, expires) = {
             let e = &self.entries[idx as usize];
+            if let Some(journal) = &self.journal {
+                let key = Bytes::copy_from_slice(e.key());
+                journal.record(
+                    self.shard_index as usize,
+                    crate::journal::Record::Del { key },
+                );
+            }
             (self.hasher.hash_one(e.key()), e.charge(), e.expires_at_ms)
         };
         if let Ok(slot) = self.index.find_entry(hash, |&i| i == idx) {
@@ -688,6 +750,9 @@ impl Shard {
 
     /// Removes every key.
     pub fn clear(&mut self) {
+        if let Some(journal) = &self.journal {
+            journal.record(self.shard_index as usize, crate::journal::Record::Clear);
+        }
         self.release();
     }
 

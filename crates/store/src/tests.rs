@@ -371,3 +371,68 @@ proptest! {
         prop_assert_eq!(order, want);
     }
 }
+
+/// Collects a store's journal, as a replication backlog would.
+#[derive(Debug, Default)]
+struct Collect(std::sync::Mutex<Vec<Record>>);
+
+impl Journal for Collect {
+    fn record(&self, _shard: usize, record: Record) {
+        self.0.lock().expect("lock").push(record);
+    }
+}
+
+/// Every live key with its value, flags and expiry, sorted.
+fn contents(store: &Store, now: u64) -> Vec<(Bytes, Bytes, u32, u64)> {
+    let mut out = Vec::new();
+    for i in 0..store.shard_count() {
+        for r in store.snapshot_shard(i, now, || 0).1 {
+            if let Record::Put {
+                key,
+                value,
+                flags,
+                expires_at_ms,
+                ..
+            } = r
+            {
+                out.push((key, value, flags, expires_at_ms));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A replica that applies a primary's journal in order holds the primary's keyspace,
+    /// whatever mix of writes, TTLs, deletes, expirations, evictions and flushes made it.
+    #[test]
+    fn a_replica_applying_the_journal_converges_on_the_primary(
+        ops in proptest::collection::vec((0u8..7, 0u16..40, 1usize..200), 1..400),
+    ) {
+        let primary = store(4, 6_000);
+        let journal = std::sync::Arc::new(Collect::default());
+        primary.set_journal(Some(journal.clone()));
+        let replica = store(2, 0);
+        let mut now = 1_000u64;
+        for (op, k, n) in ops {
+            let key = format!("k{k}");
+            match op {
+                0 | 1 => put(&primary, &key, &"v".repeat(n), now),
+                2 => put_ttl(&primary, &key, &"t".repeat(n), now + n as u64, now),
+                3 => { primary.remove(key.as_bytes(), now); }
+                4 => { primary.get(key.as_bytes(), now); }
+                5 => { primary.expire_cycle(now, 8); }
+                _ => {
+                    if n == 1 { primary.clear(); } else { now += n as u64; }
+                }
+            }
+        }
+        for record in journal.0.lock().expect("lock").drain(..) {
+            replica.apply(&record, now).expect("apply");
+        }
+        prop_assert_eq!(contents(&replica, now), contents(&primary, now));
+    }
+}
