@@ -90,6 +90,26 @@ pub enum Request {
     },
     /// Asks for the receiver's identity and view.
     Status,
+    /// A replica asks its primary for the changes from offset `from` on, waiting up to
+    /// `wait_ms` for some when there are none yet. `from` also acknowledges every change
+    /// before it.
+    ReplPull {
+        /// The replica.
+        replica: NodeId,
+        /// The replication stream the replica follows (its primary's backlog id).
+        repl_id: u64,
+        /// The first offset wanted.
+        from: u64,
+        /// How long to wait for a change.
+        wait_ms: u32,
+    },
+    /// A replica asks for a copy of one store shard of its primary (a full sync).
+    ReplSnapshot {
+        /// The replica.
+        replica: NodeId,
+        /// The store shard.
+        shard: u32,
+    },
     /// Asks for the cluster state the receiver has applied.
     Topology,
     /// Asks the receiver (a node in no cluster) to create one from these nodes (`host:port`
@@ -130,10 +150,67 @@ pub enum Response {
     NotOwner,
     /// The receiver's status.
     Status(Box<crate::NodeStatus>),
+    /// Changes of the replication stream, and the offset to ask for next.
+    ReplBatch {
+        /// The changes, in order.
+        records: Vec<ReplRecord>,
+        /// The offset after the last one.
+        next: u64,
+    },
+    /// A copy of one store shard, and the stream offset from which changes to that shard are
+    /// not in the copy.
+    ReplSnapshot {
+        /// The primary's backlog id.
+        repl_id: u64,
+        /// The primary's number of store shards.
+        shards: u32,
+        /// The first offset not reflected in `records`.
+        offset: u64,
+        /// The shard's items.
+        records: Vec<ReplRecord>,
+    },
+    /// The asked offset is no longer (or not) in the primary's backlog: sync in full.
+    ReplResync,
     /// The receiver's applied cluster state.
     Topology(Box<ClusterState>),
     /// The cluster was created (its id), or why not.
     Created(Result<String, String>),
+}
+
+/// One change of a replication stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplRecord {
+    /// Its offset in the stream.
+    pub offset: u64,
+    /// The primary's store shard it changed.
+    pub shard: u16,
+    /// The change.
+    pub op: ReplOp,
+}
+
+/// A replicated change (see `store::Record`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplOp {
+    /// The key now holds this item.
+    Put {
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+        /// Client flags.
+        flags: u32,
+        /// Absolute expiry, Unix ms; 0 for none.
+        expires_at_ms: u64,
+        /// Protocol bits.
+        meta: u8,
+    },
+    /// The key is gone.
+    Del {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// The shard was flushed.
+    Clear,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -35,6 +35,12 @@ pub trait DataPlane: Send + Sync + 'static {
     /// Runs forwarded requests on this node if it owns their keys; returns each reply, or
     /// `None` if a key's slot isn't this node's (the sender refreshes its view and retries).
     fn forward(&self, proto: Proto, payload: Vec<Vec<u8>>) -> Option<Vec<u8>>;
+
+    /// Answers a replica's `ReplPull` or `ReplSnapshot`.
+    fn replication(
+        &self,
+        request: Request,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send + 'static>>;
 }
 
 /// How to start a node's control plane.
@@ -633,6 +639,15 @@ impl bus::Handler for ClusterNode {
                     }
                 }
             },
+            request @ (Request::ReplPull { .. } | Request::ReplSnapshot { .. }) => {
+                match self.check_peer(&from_cluster) {
+                    Err(why) => refused(why),
+                    Ok(()) => match self.data_plane.get() {
+                        None => refused("data plane not ready".into()),
+                        Some(dp) => dp.replication(request).await,
+                    },
+                }
+            }
             Request::Forward { proto, payload } => match self.check_peer(&from_cluster) {
                 Err(why) => refused(why),
                 Ok(()) => match self.data_plane.get() {

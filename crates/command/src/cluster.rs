@@ -35,6 +35,14 @@ pub trait ClusterHook: Send + Sync + std::fmt::Debug {
 
     /// Runs `CLUSTER <subcommand> ...`.
     fn command(&self, ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply;
+
+    /// The fields of `INFO replication`.
+    fn replication_info(&self) -> Vec<(String, String)> {
+        vec![
+            ("role".into(), "master".into()),
+            ("connected_slaves".into(), "0".into()),
+        ]
+    }
 }
 
 /// The positions of the keys of a command, from its table entry.
@@ -117,6 +125,17 @@ pub fn readwrite(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
     }
     ctx.session.readonly = false;
     Reply::ok()
+}
+
+/// `WAIT numreplicas timeout` run synchronously: a standalone node has no replicas and
+/// answers 0 at once. (In cluster mode the connection runs `WAIT` itself, asynchronously.)
+pub fn wait(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let parse = |a: &Bytes| std::str::from_utf8(a).ok()?.parse::<i64>().ok();
+    match (parse(&args[1]), parse(&args[2])) {
+        (Some(_), Some(t)) if t < 0 => Reply::Error("ERR timeout is negative".into()),
+        (Some(_), Some(_)) => Reply::Integer(0),
+        _ => Reply::Error("ERR value is not an integer or out of range".into()),
+    }
 }
 
 /// `ASKING`: the next command may touch a slot being imported here.

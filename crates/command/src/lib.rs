@@ -73,11 +73,19 @@ impl Clock {
     }
 
     /// Re-reads the system clock, so a stepped clock is followed within one call.
+    ///
+    /// Reading two clocks and truncating both to milliseconds makes the computed base jitter
+    /// by a millisecond from one call to the next; following that jitter would make time step
+    /// back (a `PEXPIRE k 60000` could then read back a `PTTL` of 60001). So a difference
+    /// under 2 ms is ignored: a real step (NTP, an operator) is followed, noise is not.
     pub fn resync(&self) {
         let since = self.base.elapsed().as_millis() as u64;
         let base = unix_ms().saturating_sub(since);
-        self.base_unix_ms
-            .store(base, std::sync::atomic::Ordering::Relaxed);
+        let current = self.base_unix_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if current == 0 || base.abs_diff(current) >= 2 {
+            self.base_unix_ms
+                .store(base, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 

@@ -89,6 +89,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("readwrite", 1, ["loading", "stale", "fast"], (0, 0, 0), "cluster", "3.0.0", crate::cluster::readwrite, "Enables read-write queries for a connection to a Redis Cluster replica node."),
     spec!("asking", 1, ["fast"], (0, 0, 0), "cluster", "3.0.0", crate::cluster::asking, "Signals that a cluster client is following an -ASK redirect."),
     spec!("cluster", -2, [], (0, 0, 0), "cluster", "3.0.0", crate::cluster::cluster, "A container for Redis Cluster commands."),
+    spec!("wait", 3, [], (0, 0, 0), "generic", "3.0.0", crate::cluster::wait, "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed."),
     // server
     spec!("command", -1, ["loading", "stale"], (0, 0, 0), "server", "2.8.13", server::command, "Returns detailed information about all commands."),
     spec!("info", -1, ["loading", "stale"], (0, 0, 0), "server", "1.0.0", server::info, "Returns information and statistics about the server."),

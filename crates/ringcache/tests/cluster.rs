@@ -212,16 +212,33 @@ fn a_six_node_cluster_serves_every_slot_redirects_exactly_and_survives_its_raft_
         let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut con).expect("pttl");
         assert!((1..=60_000).contains(&ttl), "slot {slot}: pttl {ttl}");
     }
-    let mut total = 0;
-    for n in &nodes {
-        let reply = n.raw("DBSIZE\r\n");
-        total += reply
-            .trim_start_matches(':')
-            .trim()
-            .parse::<usize>()
-            .expect("dbsize");
+    // Each key lives on its primary, and (replicated) on that primary's replica.
+    let count = |role: &str| -> usize {
+        nodes
+            .iter()
+            .filter(|n| {
+                n.raw("INFO replication\r\n")
+                    .contains(&format!("role:{role}"))
+            })
+            .map(|n| {
+                let reply = n.raw("DBSIZE\r\n");
+                reply
+                    .trim_start_matches(':')
+                    .trim()
+                    .parse::<usize>()
+                    .expect("dbsize")
+            })
+            .sum()
+    };
+    assert_eq!(count("master"), 16384, "each key once among the primaries");
+    let replicated = Instant::now();
+    while count("slave") != 16384 {
+        assert!(
+            replicated.elapsed() < Duration::from_secs(10),
+            "replicas did not catch up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(total, 16384, "each key lives once, on its primary");
     for key in keys.iter().step_by(7) {
         let deleted: i64 = redis::cmd("DEL").arg(key).query(&mut con).expect("del");
         assert_eq!(deleted, 1);
@@ -341,5 +358,108 @@ fn a_six_node_cluster_serves_every_slot_redirects_exactly_and_survives_its_raft_
     );
     drop(nodes);
     drop(stranger);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Sends inline commands on one connection, closes its writing side, and returns every reply.
+fn exchange(ip: &str, port: u16, request: &str) -> String {
+    let mut s = TcpStream::connect((ip, port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(request.as_bytes()).expect("write");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+#[test]
+fn a_replica_holds_its_primarys_writes_ttls_and_deletes_and_resyncs_after_a_crash() {
+    let root = std::env::temp_dir().join(format!("ringcache-repl-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let mut primary = Node::new("127.0.0.11", &root);
+    let mut replica = Node::new("127.0.0.12", &root);
+    primary.start();
+    replica.start();
+    let out = create(&[&primary, &replica], 1);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Writes, TTLs and deletes on the primary; WAIT says the replica has them all.
+    let mut request = String::new();
+    for i in 0..2000 {
+        request.push_str(&format!("SET key:{i} value:{i}\r\n"));
+    }
+    for i in 0..100 {
+        request.push_str(&format!("PEXPIRE key:{i} 600000\r\n"));
+    }
+    for i in 1900..2000 {
+        request.push_str(&format!("DEL key:{i}\r\n"));
+    }
+    request.push_str("WAIT 1 5000\r\n");
+    let replies = exchange(&primary.ip, primary.port, &request);
+    assert!(
+        replies.ends_with(":1\r\n"),
+        "WAIT: {}",
+        &replies[replies.len().saturating_sub(40)..]
+    );
+
+    let check = |replica: &Node| {
+        assert_eq!(replica.raw("DBSIZE\r\n"), ":1900\r\n");
+        let reads = exchange(
+            &replica.ip,
+            replica.port,
+            "READONLY\r\nGET key:5\r\nPTTL key:5\r\nGET key:1500\r\nGET key:1950\r\nSET key:1 x\r\n",
+        );
+        let lines: Vec<&str> = reads.split("\r\n").collect();
+        assert_eq!(lines[0], "+OK");
+        assert_eq!(&lines[1..3], ["$7", "value:5"]);
+        let pttl: i64 = lines[3].trim_start_matches(':').parse().expect("pttl");
+        assert!(
+            (590_000..=600_000).contains(&pttl),
+            "the TTL travels as an absolute time: {pttl}"
+        );
+        assert_eq!(&lines[4..6], ["$10", "value:1500"]);
+        assert_eq!(lines[6], "$-1", "deleted on the primary, so gone here");
+        assert!(
+            lines[7].starts_with("-MOVED "),
+            "a replica refuses writes: {}",
+            lines[7]
+        );
+    };
+    check(&replica);
+    let info = replica.raw("INFO replication\r\n");
+    assert!(
+        info.contains("role:slave") && info.contains("master_link_status:up"),
+        "{info}"
+    );
+
+    // The replica crashes and misses writes; restarted, it catches up by itself.
+    replica.kill();
+    let mut request = String::new();
+    for i in 1000..1100 {
+        request.push_str(&format!("SET key:{i} changed:{i}\r\n"));
+    }
+    exchange(&primary.ip, primary.port, &request);
+    replica.start();
+    let started = Instant::now();
+    loop {
+        let reply = exchange(&primary.ip, primary.port, "WAIT 1 1000\r\n");
+        if reply == ":1\r\n" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "replica did not catch up"
+        );
+    }
+    check(&replica);
+    let got = exchange(&replica.ip, replica.port, "READONLY\r\nGET key:1050\r\n");
+    assert!(got.ends_with("changed:1050\r\n"), "{got}");
+    drop(primary);
+    drop(replica);
     let _ = std::fs::remove_dir_all(&root);
 }

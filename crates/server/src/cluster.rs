@@ -22,9 +22,15 @@ use cluster::bus::{Proto, Request, Response};
 use cluster::{ClusterNode, ClusterState, NodeId};
 use command::{ClusterHook, Node, Route, Session};
 use resp::{Protocol, Reply};
+use tokio_util::sync::CancellationToken;
+
+use crate::replication::{Backlog, ReplicaLink};
 
 /// Builds the single-key command for the key at a position of a split multi-key command.
 type SplitFn = fn(&[Vec<u8>], usize) -> Vec<Vec<u8>>;
+
+/// A bus answer computed asynchronously.
+type Pending2 = Pin<Box<dyn Future<Output = Response> + Send + 'static>>;
 
 /// A reply that is computed asynchronously (forwarded to another node).
 pub type Pending = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
@@ -103,12 +109,19 @@ pub struct Glue {
     control: Arc<ClusterNode>,
     routes: RwLock<Arc<Routes>>,
     forward_client: Arc<command::ClientInfo>,
+    /// This node's replication backlog, journaling while it is a primary with replicas.
+    backlog: RwLock<Option<Arc<Backlog>>>,
+    backlog_bytes: usize,
+    /// While this node is a replica: its primary's bus address and the follower's stop switch.
+    following: std::sync::Mutex<Option<(String, CancellationToken)>>,
+    /// The replica's link, for INFO.
+    link: Arc<std::sync::Mutex<ReplicaLink>>,
 }
 
 impl Glue {
     /// Connects `node` to its control plane: installs the routing hook and the forwarding
     /// data plane, and keeps the routes current as the cluster state changes.
-    pub fn install(node: &Arc<Node>, control: Arc<ClusterNode>) -> Arc<Glue> {
+    pub fn install(node: &Arc<Node>, control: Arc<ClusterNode>, backlog_bytes: usize) -> Arc<Glue> {
         let routes = Routes::build(&control.state(), control.id);
         let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
         let forward_client = Arc::new(command::ClientInfo {
@@ -125,9 +138,14 @@ impl Glue {
             control: control.clone(),
             routes: RwLock::new(Arc::new(routes)),
             forward_client,
+            backlog: RwLock::new(None),
+            backlog_bytes,
+            following: std::sync::Mutex::new(None),
+            link: Arc::default(),
         });
         let _ = node.cluster.set(glue.clone());
         control.set_data_plane(glue.clone());
+        glue.apply_role(node, &control.state());
         let weak = Arc::downgrade(&glue);
         let mut changes = control.subscribe();
         tokio::spawn(async move {
@@ -137,6 +155,9 @@ impl Glue {
                 let routes = Arc::new(Routes::build(&state, glue.control.id));
                 tracing::info!(epoch = routes.epoch, "cluster topology changed");
                 *glue.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+                if let Some(node) = glue.node.upgrade() {
+                    glue.apply_role(&node, &state);
+                }
             }
         });
         glue
@@ -145,6 +166,174 @@ impl Glue {
     /// The control plane.
     pub fn control(&self) -> &Arc<ClusterNode> {
         &self.control
+    }
+
+    /// Starts or stops journaling and following as this node's seat requires: a primary with
+    /// replicas journals its writes into a backlog; a replica follows its primary.
+    fn apply_role(&self, node: &Arc<Node>, state: &ClusterState) {
+        let me = self.control.id;
+        let seat = state
+            .seat_of(me)
+            .map(|(shard, primary)| (shard.clone(), primary));
+        let journaling = matches!(&seat, Some((shard, true)) if !shard.replicas.is_empty());
+        {
+            let mut backlog = self.backlog.write().unwrap_or_else(|e| e.into_inner());
+            match (journaling, backlog.is_some()) {
+                (true, false) => {
+                    // A new stream: replicas that followed an older one sync in full, so no
+                    // change made while nothing was journaled can be missed.
+                    let fresh = Arc::new(Backlog::new(self.backlog_bytes));
+                    node.store.set_journal(Some(fresh.clone()));
+                    *backlog = Some(fresh);
+                }
+                (false, true) => {
+                    node.store.set_journal(None);
+                    *backlog = None;
+                }
+                _ => {}
+            }
+        }
+        let primary_bus = match &seat {
+            Some((shard, false)) => state
+                .members
+                .get(&shard.primary)
+                .map(|m| (m.bus_addr(), m.client_addr())),
+            _ => None,
+        };
+        let mut following = self.following.lock().unwrap_or_else(|e| e.into_inner());
+        let same = match (&*following, &primary_bus) {
+            (Some((a, _)), Some((b, _))) => a == b,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        if let Some((_, stop)) = following.take() {
+            stop.cancel();
+        }
+        if let Some((bus, client_addr)) = primary_bus {
+            let stop = CancellationToken::new();
+            *self.link.lock().unwrap_or_else(|e| e.into_inner()) = ReplicaLink {
+                primary: client_addr,
+                ..ReplicaLink::default()
+            };
+            tokio::spawn(crate::replication::follow(
+                node.clone(),
+                self.control.clone(),
+                bus.clone(),
+                self.link.clone(),
+                stop.clone(),
+            ));
+            *following = Some((bus, stop));
+        }
+    }
+
+    /// The backlog, while this node journals.
+    pub fn backlog(&self) -> Option<Arc<Backlog>> {
+        self.backlog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `WAIT numreplicas timeout`: the pending reply, counting the replicas that have every
+    /// write made before it.
+    pub fn plan_wait(&self, args: &[Bytes]) -> Pending {
+        let parse = |a: &Bytes| std::str::from_utf8(a).ok()?.parse::<i64>().ok();
+        let (Some(count), Some(timeout_ms)) = (parse(&args[1]), parse(&args[2])) else {
+            return Box::pin(async {
+                b"-ERR value is not an integer or out of range\r\n".to_vec()
+            });
+        };
+        if timeout_ms < 0 {
+            return Box::pin(async { b"-ERR timeout is negative\r\n".to_vec() });
+        }
+        let Some(backlog) = self.backlog() else {
+            // No replicas to wait for (or this node is a replica itself).
+            return Box::pin(async { b":0\r\n".to_vec() });
+        };
+        let offset = backlog.offset();
+        let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms as u64));
+        Box::pin(async move {
+            let n = backlog
+                .wait_for(offset, count.max(0) as usize, timeout)
+                .await;
+            format!(":{n}\r\n").into_bytes()
+        })
+    }
+
+    /// `INFO replication` fields.
+    pub fn replication_info(&self) -> Vec<(String, String)> {
+        let f = |k: &str, v: String| (k.to_string(), v);
+        let state = self.control.state();
+        let me = self.control.id;
+        match state.seat_of(me) {
+            Some((shard, false)) => {
+                let link = self.link.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let (host, port) = link.primary.rsplit_once(':').unwrap_or((&link.primary, ""));
+                let _ = shard;
+                vec![
+                    f("role", "slave".into()),
+                    f("master_host", host.into()),
+                    f("master_port", port.into()),
+                    f(
+                        "master_link_status",
+                        if link.up { "up" } else { "down" }.into(),
+                    ),
+                    f(
+                        "master_last_io_seconds_ago",
+                        link.last_io
+                            .map_or(-1, |t| t.elapsed().as_secs() as i64)
+                            .to_string(),
+                    ),
+                    f(
+                        "master_sync_in_progress",
+                        u8::from(link.full_syncs == 0).to_string(),
+                    ),
+                    f("slave_repl_offset", link.offset.to_string()),
+                    f("slave_read_only", "1".into()),
+                    f("full_syncs", link.full_syncs.to_string()),
+                ]
+            }
+            _ => {
+                let backlog = self.backlog();
+                let replicas = backlog.as_ref().map(|b| b.replicas()).unwrap_or_default();
+                let offset = backlog.as_ref().map_or(0, |b| b.offset());
+                let mut fields = vec![
+                    f("role", "master".into()),
+                    f("connected_slaves", replicas.len().to_string()),
+                ];
+                for (i, (id, r)) in replicas.iter().enumerate() {
+                    let addr = state
+                        .members
+                        .get(id)
+                        .map(|m| (m.host.clone(), m.port))
+                        .unwrap_or_default();
+                    fields.push(f(
+                        &format!("slave{i}"),
+                        format!(
+                            "ip={},port={},state=online,offset={},lag={}",
+                            addr.0,
+                            addr.1,
+                            r.acked,
+                            r.seen.elapsed().as_secs()
+                        ),
+                    ));
+                }
+                fields.push(f(
+                    "master_replid",
+                    format!("{:040x}", backlog.as_ref().map_or(0, |b| b.repl_id)),
+                ));
+                fields.push(f("master_repl_offset", offset.to_string()));
+                fields.push(f(
+                    "repl_backlog_active",
+                    u8::from(backlog.is_some()).to_string(),
+                ));
+                fields.push(f("repl_backlog_size", self.backlog_bytes.to_string()));
+                fields
+            }
+        }
     }
 
     fn routes(&self) -> Arc<Routes> {
@@ -381,6 +570,26 @@ fn gather(name: &str, replies: Vec<Vec<u8>>) -> Vec<u8> {
 }
 
 impl cluster::DataPlane for Glue {
+    fn replication(&self, request: Request) -> Pending2 {
+        let backlog = self.backlog();
+        let node = self.node.upgrade();
+        Box::pin(async move {
+            let (Some(backlog), Some(node)) = (backlog, node) else {
+                return Response::Refused("not a primary with replicas".into());
+            };
+            match request {
+                Request::ReplPull {
+                    replica,
+                    repl_id,
+                    from,
+                    ..
+                } => backlog.pull(replica, repl_id, from).await,
+                Request::ReplSnapshot { shard, .. } => backlog.snapshot(&node, shard),
+                _ => Response::Refused("not a replication request".into()),
+            }
+        })
+    }
+
     fn forward(&self, proto: Proto, payload: Vec<Vec<u8>>) -> Option<Vec<u8>> {
         let routes = self.routes();
         let node = self.node.upgrade()?;
@@ -443,6 +652,10 @@ impl ClusterHook for Glue {
 
     fn command(&self, ctx: &mut command::table::Ctx<'_>, args: &[Bytes]) -> Reply {
         crate::cluster_cmd::run(self, ctx, args)
+    }
+
+    fn replication_info(&self) -> Vec<(String, String)> {
+        Glue::replication_info(self)
     }
 }
 

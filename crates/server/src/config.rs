@@ -99,6 +99,10 @@ pub struct ServerArgs {
     /// speak Redis Cluster; 0 picks a free port [default: disabled].
     #[arg(long, env = "RINGCACHE_FORWARD_PORT")]
     pub forward_port: Option<u16>,
+    /// How much recent write history a primary keeps for replicas that reconnect
+    /// [default: 16mb]; a replica further behind syncs in full.
+    #[arg(long, env = "RINGCACHE_REPL_BACKLOG_SIZE")]
+    pub repl_backlog_size: Option<String>,
 }
 
 /// The resolved configuration of a node.
@@ -155,6 +159,8 @@ pub struct ClusterConfig {
     pub zone: String,
     /// Forwarding RESP port, if enabled.
     pub forward_port: Option<u16>,
+    /// Replication backlog size.
+    pub repl_backlog_bytes: usize,
 }
 
 impl Default for Config {
@@ -203,6 +209,11 @@ impl Config {
         let policy = EvictionPolicy::from_name(&policy_name).with_context(|| {
             format!("unknown maxmemory-policy {policy_name:?} (allkeys-lru, noeviction)")
         })?;
+        let repl_backlog_bytes = size(
+            pick!(repl_backlog_size).as_ref(),
+            "repl-backlog-size",
+            16 << 20,
+        )?;
         let config = Config {
             bind: pick!(bind).unwrap_or(IpAddr::from([127, 0, 0, 1])),
             port: pick!(port).unwrap_or(6379),
@@ -250,6 +261,7 @@ impl Config {
                 dir: args.dir.clone().or(file.dir.clone()),
                 zone: args.zone.clone().or(file.zone.clone()).unwrap_or_default(),
                 forward_port: args.forward_port.or(file.forward_port),
+                repl_backlog_bytes,
             }),
         };
         if config.max_clients == 0 {

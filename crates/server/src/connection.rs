@@ -85,7 +85,10 @@ pub struct Resp {
     session: Session,
     parser: RequestParser,
     args: Vec<Bytes>,
-    forward: Option<Arc<Glue>>,
+    /// The cluster, in cluster mode (for `WAIT`).
+    cluster: Option<Arc<Glue>>,
+    /// Forward commands on keys owned elsewhere (the forwarding port).
+    forward: bool,
 }
 
 impl Resp {
@@ -95,7 +98,16 @@ impl Resp {
             session: Session::new(info),
             parser: RequestParser::new(resp_limits(node)),
             args: Vec::new(),
-            forward: None,
+            cluster: None,
+            forward: false,
+        }
+    }
+
+    /// Returns the protocol state of a connection to the RESP port of a cluster node.
+    pub fn clustered(node: &Node, info: Arc<ClientInfo>, glue: Arc<Glue>) -> Self {
+        Self {
+            cluster: Some(glue),
+            ..Self::new(node, info)
         }
     }
 
@@ -103,7 +115,8 @@ impl Resp {
     /// owned elsewhere are forwarded to the owner instead of answered with `-MOVED`.
     pub fn forwarding(node: &Node, info: Arc<ClientInfo>, glue: Arc<Glue>) -> Self {
         Self {
-            forward: Some(glue),
+            cluster: Some(glue),
+            forward: true,
             ..Self::new(node, info)
         }
     }
@@ -127,10 +140,17 @@ impl Protocol for Resp {
     fn step(&mut self, node: &Node, input: &mut BytesMut, output: &mut BytesMut) -> Step {
         match self.parser.parse(input, &mut self.args) {
             Ok(true) => {
-                if let Some(glue) = &self.forward {
-                    if let Some(pending) = glue.plan_resp(self.session.protocol, &self.args) {
+                if let Some(glue) = &self.cluster {
+                    if self.args.len() == 3 && self.args[0].eq_ignore_ascii_case(b"wait") {
+                        let pending = glue.plan_wait(&self.args);
                         self.args.clear();
                         return Step::Forward(pending);
+                    }
+                    if self.forward {
+                        if let Some(pending) = glue.plan_resp(self.session.protocol, &self.args) {
+                            self.args.clear();
+                            return Step::Forward(pending);
+                        }
                     }
                 }
                 let reply = command::execute(node, &mut self.session, &self.args);

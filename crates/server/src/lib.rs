@@ -27,6 +27,7 @@ pub mod cluster_cmd;
 pub mod config;
 pub mod connection;
 pub mod metrics;
+pub mod replication;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -270,7 +271,10 @@ async fn start_cluster(
     )
     .await
     .with_context(|| format!("starting the cluster bus (data dir {})", dir.display()))?;
-    Ok((cluster::Glue::install(node, control), forward))
+    Ok((
+        cluster::Glue::install(node, control, cc.repl_backlog_bytes),
+        forward,
+    ))
 }
 
 /// Which protocol a listener speaks.
@@ -327,6 +331,10 @@ async fn accept_loop(
             let close = match (wire, glue) {
                 (Wire::Forward, Some(glue)) => {
                     let protocol = connection::Resp::forwarding(&node, info, glue);
+                    connection::serve(node.clone(), stream, protocol, write_timeout, token).await
+                }
+                (Wire::Resp, Some(glue)) => {
+                    let protocol = connection::Resp::clustered(&node, info, glue);
                     connection::serve(node.clone(), stream, protocol, write_timeout, token).await
                 }
                 (Wire::Resp | Wire::Forward, _) => {

@@ -329,10 +329,13 @@ fn section_fields(node: &Node, section: &str) -> (&'static str, Vec<(String, Str
         }
         "replication" => (
             "Replication",
-            vec![
-                f("role", "master".to_owned()),
-                f("connected_slaves", "0".to_owned()),
-            ],
+            match node.cluster.get() {
+                Some(hook) => hook.replication_info(),
+                None => vec![
+                    f("role", "master".to_owned()),
+                    f("connected_slaves", "0".to_owned()),
+                ],
+            },
         ),
         "cpu" => ("CPU", vec![]),
         "commandstats" => {
