@@ -108,8 +108,17 @@ pub async fn create(
     let deadline = Instant::now() + timeout;
     for node in nodes {
         loop {
+            // Ready: the slot table is applied and, on a primary, the first write lease from
+            // the Raft leader has arrived (until then it answers CLUSTERDOWN).
             let ready = match topology(node).await {
-                Ok(state) => state.is_laid_out(),
+                Ok(state) => {
+                    let me = status(node).await.ok();
+                    let primary = me
+                        .as_ref()
+                        .and_then(|m| state.seat_of(m.id))
+                        .is_some_and(|(_, p)| p);
+                    state.is_laid_out() && (!primary || me.is_some_and(|m| m.lease_ms_left > 0))
+                }
                 Err(_) => false,
             };
             if ready {
@@ -133,6 +142,17 @@ pub async fn topology(node: &str) -> anyhow::Result<ClusterState> {
         .with_context(|| format!("asking {node} for the topology"))?
     {
         Response::Topology(state) => Ok(*state),
+        other => bail!("unexpected answer {other:?}"),
+    }
+}
+
+/// The status `node` reports.
+pub async fn status(node: &str) -> anyhow::Result<NodeStatus> {
+    match admin_client(node)?
+        .call(Request::Status, Duration::from_secs(2))
+        .await?
+    {
+        Response::Status(s) => Ok(*s),
         other => bail!("unexpected answer {other:?}"),
     }
 }

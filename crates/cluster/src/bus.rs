@@ -90,6 +90,13 @@ pub enum Request {
     },
     /// Asks for the receiver's identity and view.
     Status,
+    /// The Raft leader's liveness probe, granting a write lease of `lease_ms` when set.
+    Ping {
+        /// The leader's Raft term (grants of older terms are ignored).
+        term: u64,
+        /// The lease granted, from the moment of receipt.
+        lease_ms: Option<u32>,
+    },
     /// A replica asks its primary for the changes from offset `from` on, waiting up to
     /// `wait_ms` for some when there are none yet. `from` also acknowledges every change
     /// before it.
@@ -173,6 +180,11 @@ pub enum Response {
     ReplResync,
     /// The receiver's applied cluster state.
     Topology(Box<ClusterState>),
+    /// Answer to a ping: the receiver's replication offset.
+    Pong {
+        /// Its replication offset (a replica's applied offset).
+        offset: u64,
+    },
     /// The cluster was created (its id), or why not.
     Created(Result<String, String>),
 }

@@ -18,9 +18,12 @@
 //! - [`topology`]: the replicated state and the changes Raft commits.
 //! - [`raft`]: openraft's storage (durable vote and log in the data dir) and network.
 //! - [`bus`]: framing, hello with the cluster id, multiplexed requests.
-//! - [`node`]: a node's control plane: identity, Raft, bus server, create, propose.
+//! - [`failover`]: failure detection, write leases, the failover decision (pure).
+//! - [`node`]: a node's control plane: identity, Raft, bus server, create, propose, the
+//!   leader's ping loop.
 
 pub mod bus;
+pub mod failover;
 pub mod node;
 pub mod placement;
 pub mod raft;
@@ -53,4 +56,6 @@ pub struct NodeStatus {
     pub learners: Vec<NodeId>,
     /// The epoch of the state it has applied.
     pub epoch: u64,
+    /// Milliseconds left on its write lease (0: none).
+    pub lease_ms_left: u64,
 }

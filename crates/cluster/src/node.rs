@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{self, lock, Proto, Request, Response};
+use crate::failover::{Detector, Timing};
 use crate::placement::{self, Candidate, NodeId};
 use crate::raft::{self, LogStore, Network, Peers, Raft, StateMachine};
 use crate::topology::{Applied, Change, ClusterState, Member, Shard};
@@ -35,6 +36,9 @@ pub trait DataPlane: Send + Sync + 'static {
     /// Runs forwarded requests on this node if it owns their keys; returns each reply, or
     /// `None` if a key's slot isn't this node's (the sender refreshes its view and retries).
     fn forward(&self, proto: Proto, payload: Vec<Vec<u8>>) -> Option<Vec<u8>>;
+
+    /// This node's replication offset: a primary's stream position, a replica's applied one.
+    fn repl_offset(&self) -> u64;
 
     /// Answers a replica's `ReplPull` or `ReplSnapshot`.
     fn replication(
@@ -79,6 +83,13 @@ pub struct ClusterNode {
     data_plane: OnceLock<Arc<dyn DataPlane>>,
     /// Bound bus address.
     pub bus_addr: SocketAddr,
+    /// The monotonic origin of `lease_until_ms`.
+    started: std::time::Instant,
+    /// This node's write lease runs until this many ms after `started` (0: never granted).
+    lease_until_ms: std::sync::atomic::AtomicU64,
+    /// The leader's failure detector, with the term it was created in.
+    detector: Mutex<Option<(u64, Detector)>>,
+    timing: Timing,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -187,6 +198,10 @@ impl ClusterNode {
             dir: config.dir.clone(),
             data_plane: OnceLock::new(),
             bus_addr,
+            started: std::time::Instant::now(),
+            lease_until_ms: std::sync::atomic::AtomicU64::new(0),
+            detector: Mutex::new(None),
+            timing: Timing::default(),
         });
         tracing::info!(
             node = format!("{:016x}", node.id),
@@ -211,6 +226,21 @@ impl ClusterNode {
                             }
                         }
                     }
+                }
+            });
+        }
+        {
+            let node = node.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(node.timing.ping_ms));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tick.tick() => {}
+                    }
+                    node.clone().ping_round().await;
                 }
             });
         }
@@ -274,6 +304,128 @@ impl ClusterNode {
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
             epoch: self.state().epoch,
+            lease_ms_left: self.lease_ms_left(),
+        }
+    }
+
+    fn mono_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Whether this node holds a write lease now. A primary without one serves neither writes
+    /// nor plain reads: another node may be about to take over its shard.
+    pub fn lease_valid(&self) -> bool {
+        self.mono_ms()
+            < self
+                .lease_until_ms
+                .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Milliseconds left on the write lease.
+    pub fn lease_ms_left(&self) -> u64 {
+        self.lease_until_ms
+            .load(std::sync::atomic::Ordering::Acquire)
+            .saturating_sub(self.mono_ms())
+    }
+
+    fn extend_lease(&self, received_at_ms: u64, lease_ms: u64) {
+        self.lease_until_ms.fetch_max(
+            received_at_ms + lease_ms,
+            std::sync::atomic::Ordering::AcqRel,
+        );
+    }
+
+    /// Leader only: one round of pings to every member, granting leases where the detector
+    /// allows, then commits the failovers the detector calls for.
+    async fn ping_round(self: Arc<Self>) {
+        if self.cluster_id().is_none() {
+            return;
+        }
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.id) {
+            *lock(&self.detector) = None;
+            return;
+        }
+        let term = metrics.current_term;
+        let quorum_age = metrics.millis_since_quorum_ack;
+        let now = self.mono_ms();
+        let state = self.state();
+        let mut grants = Vec::new();
+        {
+            let mut guard = lock(&self.detector);
+            if guard.as_ref().is_none_or(|(t, _)| *t != term) {
+                *guard = Some((term, Detector::new(self.timing, now)));
+            }
+            let Some((_, detector)) = guard.as_mut() else {
+                return;
+            };
+            for id in state.members.keys() {
+                grants.push((*id, detector.grant(*id, now, quorum_age)));
+            }
+        }
+        let lease_ms = self.timing.lease_ms;
+        let mut pings = tokio::task::JoinSet::new();
+        for (id, grant) in grants {
+            let lease = grant.then_some(lease_ms as u32);
+            if id == self.id {
+                if grant {
+                    self.extend_lease(now, lease_ms);
+                }
+                let offset = self.data_plane.get().map_or(0, |d| d.repl_offset());
+                if let Some((_, d)) = lock(&self.detector).as_mut() {
+                    d.acked(id, now, offset);
+                }
+                continue;
+            }
+            let Some(member) = state.members.get(&id) else {
+                continue;
+            };
+            let client = self.peers.get(&member.bus_addr());
+            let timeout = Duration::from_millis(self.timing.suspect_ms);
+            pings.spawn(async move {
+                let answer = client
+                    .call(
+                        Request::Ping {
+                            term,
+                            lease_ms: lease,
+                        },
+                        timeout,
+                    )
+                    .await;
+                (id, answer)
+            });
+        }
+        while let Some(done) = pings.join_next().await {
+            if let Ok((id, Ok(Response::Pong { offset }))) = done {
+                if let Some((_, d)) = lock(&self.detector).as_mut() {
+                    // Counted as alive when the ping was sent: conservative for suspicion.
+                    d.acked(id, now, offset);
+                }
+            }
+        }
+        let plan = {
+            let guard = lock(&self.detector);
+            match guard.as_ref() {
+                Some((_, d)) => crate::failover::plan(&state, d, self.mono_ms()),
+                None => Vec::new(),
+            }
+        };
+        for (shard, primary) in plan {
+            tracing::warn!(
+                shard = shard.id,
+                failed = format!("{:016x}", shard.primary),
+                promoted = format!("{primary:016x}"),
+                "primary failed: promoting its replica"
+            );
+            if let Err(why) = self
+                .propose(Change::Failover {
+                    shard: shard.id,
+                    primary,
+                })
+                .await
+            {
+                tracing::warn!(why, "failover not committed");
+            }
         }
     }
 
@@ -582,6 +734,19 @@ impl bus::Handler for ClusterNode {
             Request::Hello { .. } => Response::Refused("hello twice".into()),
             Request::Status => Response::Status(Box::new(self.status())),
             Request::Topology => Response::Topology(Box::new((*self.state()).clone())),
+            Request::Ping { term, lease_ms } => match self.check_peer(&from_cluster) {
+                Err(why) => refused(why),
+                Ok(()) => {
+                    let received = self.mono_ms();
+                    // A grant from a leader of an older term than this node has seen is void.
+                    let current = self.raft.metrics().borrow().current_term;
+                    if let Some(lease) = lease_ms.filter(|_| term >= current) {
+                        self.extend_lease(received, u64::from(lease));
+                    }
+                    let offset = self.data_plane.get().map_or(0, |d| d.repl_offset());
+                    Response::Pong { offset }
+                }
+            },
             Request::Meet { cluster_id } => match self.set_cluster_id(&cluster_id) {
                 Ok(()) => Response::Ok,
                 Err(why) => refused(why),

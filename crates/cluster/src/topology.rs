@@ -64,6 +64,14 @@ pub enum Change {
     Join(Member),
     /// Removes a member that holds no shard seat.
     Leave(NodeId),
+    /// Promotes a replica of a shard whose primary failed; the old primary becomes a replica
+    /// (it resyncs when it returns).
+    Failover {
+        /// The shard.
+        shard: ShardId,
+        /// The replica that becomes its primary.
+        primary: NodeId,
+    },
     /// Replaces the shards and the slot table (`slots[i]` is slot i's shard).
     Layout {
         /// The shards.
@@ -112,6 +120,13 @@ impl ClusterState {
                         self.shards = shards.iter().map(|s| (s.id, s.clone())).collect();
                         self.slots = slots.clone();
                     }
+                    Change::Failover { shard, primary } => {
+                        if let Some(s) = self.shards.get_mut(shard) {
+                            let old = std::mem::replace(&mut s.primary, *primary);
+                            s.replicas.retain(|r| r != primary);
+                            s.replicas.push(old);
+                        }
+                    }
                 }
                 self.epoch += 1;
                 Applied::Ok(self.epoch)
@@ -144,6 +159,13 @@ impl ClusterState {
                 }
                 Ok(())
             }
+            Change::Failover { shard, primary } => match self.shards.get(shard) {
+                None => Err(format!("no shard {shard}")),
+                Some(s) if !s.replicas.contains(primary) => Err(format!(
+                    "node {primary:016x} is not a replica of shard {shard}"
+                )),
+                Some(_) => Ok(()),
+            },
             Change::Layout { shards, slots } => {
                 if slots.len() != SLOT_COUNT {
                     return Err(format!("a slot table needs {SLOT_COUNT} entries"));

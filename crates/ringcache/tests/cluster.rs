@@ -287,7 +287,25 @@ fn a_six_node_cluster_serves_every_slot_redirects_exactly_and_survives_its_raft_
         .iter()
         .position(|n| n.raw("CLUSTER MYID\r\n").contains(&leader_name))
         .expect("leader is a node");
-    let epoch = nodes[leader].info_field("cluster_current_epoch");
+    let epoch: u64 = nodes[leader]
+        .info_field("cluster_current_epoch")
+        .and_then(|e| e.parse().ok())
+        .expect("epoch");
+    // The leader is also a primary (the first three nodes listed are the voters and the
+    // primaries): a key it owns must become writable again once its replica takes over.
+    let owned = |n: &Node| {
+        keys.iter()
+            .find(|k| !n.raw(&format!("GET {k}\r\n")).starts_with("-MOVED"))
+            .cloned()
+            .expect("a primary owns keys")
+    };
+    let writable = |nodes: &[Node], key: &str| {
+        nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .any(|n| n.raw(&format!("SET {key} after-failover\r\n")) == "+OK\r\n")
+    };
+    let leader_key = owned(&nodes[leader]);
     nodes[leader].kill();
     let killed = Instant::now();
     let survivor = (leader + 1) % nodes.len();
@@ -310,6 +328,14 @@ fn a_six_node_cluster_serves_every_slot_redirects_exactly_and_survives_its_raft_
     assert!(nodes[survivor]
         .raw("CLUSTER SLOTS\r\n")
         .starts_with("*3\r\n"));
+    while !writable(&nodes, &leader_key) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(4),
+            "the dead leader's shard was not failed over"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("leader's shard writable again after {:?}", killed.elapsed());
 
     // The killed node restarts with its data dir: same identity, back in the cluster.
     nodes[leader].start();
@@ -319,7 +345,11 @@ fn a_six_node_cluster_serves_every_slot_redirects_exactly_and_survives_its_raft_
         if n.info_field("cluster_state").as_deref() == Some("ok")
             && n.info_field("cluster_raft_leader")
                 .is_some_and(|l| !l.is_empty())
-            && n.info_field("cluster_current_epoch") >= epoch
+            && n.info_field("cluster_current_epoch")
+                .and_then(|e| e.parse::<u64>().ok())
+                .is_some_and(|e| e > epoch)
+            && n.raw("INFO replication\r\n")
+                .contains("master_link_status:up")
         {
             break;
         }
@@ -330,6 +360,37 @@ fn a_six_node_cluster_serves_every_slot_redirects_exactly_and_survives_its_raft_
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(nodes[leader].raw("CLUSTER MYID\r\n").contains(&leader_name));
+    // It came back as a replica of its old shard, synced from the new primary.
+    let synced = exchange(
+        &nodes[leader].ip,
+        nodes[leader].port,
+        &format!("READONLY\r\nGET {leader_key}\r\n"),
+    );
+    assert!(synced.ends_with("after-failover\r\n"), "{synced}");
+
+    // Kill a primary that is not the Raft leader: its replica takes over in about a second.
+    let leader_now = nodes[survivor]
+        .info_field("cluster_raft_leader")
+        .expect("leader");
+    let victim = nodes
+        .iter()
+        .position(|n| {
+            n.raw("INFO replication\r\n").contains("role:master")
+                && !n.raw("CLUSTER MYID\r\n").contains(&leader_now)
+        })
+        .expect("a primary that is not the leader");
+    let victim_key = owned(&nodes[victim]);
+    nodes[victim].kill();
+    let killed = Instant::now();
+    while !writable(&nodes, &victim_key) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(2),
+            "no failover within 2 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!("primary failed over after {:?}", killed.elapsed());
+    nodes[victim].start();
 
     // A node of another cluster is refused: it can't be made part of this one, and this
     // cluster's nodes won't talk to it.
@@ -377,11 +438,15 @@ fn exchange(ip: &str, port: u16, request: &str) -> String {
 fn a_replica_holds_its_primarys_writes_ttls_and_deletes_and_resyncs_after_a_crash() {
     let root = std::env::temp_dir().join(format!("ringcache-repl-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
+    // Three nodes, so Raft keeps its majority while the replica is down: one shard of a
+    // primary and a replica, and a spare.
     let mut primary = Node::new("127.0.0.11", &root);
     let mut replica = Node::new("127.0.0.12", &root);
+    let mut spare = Node::new("127.0.0.13", &root);
     primary.start();
     replica.start();
-    let out = create(&[&primary, &replica], 1);
+    spare.start();
+    let out = create(&[&primary, &replica, &spare], 1);
     assert!(
         out.status.success(),
         "{}",
@@ -461,5 +526,6 @@ fn a_replica_holds_its_primarys_writes_ttls_and_deletes_and_resyncs_after_a_cras
     assert!(got.ends_with("changed:1050\r\n"), "{got}");
     drop(primary);
     drop(replica);
+    drop(spare);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -36,6 +36,11 @@ type Pending2 = Pin<Box<dyn Future<Output = Response> + Send + 'static>>;
 pub type Pending = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
 
 const NOT_SERVED: &str = "CLUSTERDOWN Hash slot not served";
+/// A primary without a write lease: it may have been cut off, and a replica may be taking
+/// over. Clients retry (redis-py and others refresh their slot map on CLUSTERDOWN).
+const FENCED: &str =
+    "CLUSTERDOWN The primary has no write lease (cut off from the cluster majority?); retry";
+const FENCED_MC: &[u8] = b"SERVER_ERROR the key's primary has no write lease; retry\r\n";
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Who serves one shard's slots.
@@ -100,6 +105,8 @@ enum Target {
     Local,
     Remote(String),
     Down,
+    /// This node is the primary but holds no write lease.
+    Fenced,
 }
 
 /// The cluster glue between the control plane and the data plane.
@@ -343,10 +350,11 @@ impl Glue {
             .clone()
     }
 
-    fn target(routes: &Routes, key: &[u8]) -> Target {
+    fn target(&self, routes: &Routes, key: &[u8]) -> Target {
         match routes.owner(store::key_slot(key)) {
             None => Target::Down,
-            Some(o) if o.local_primary => Target::Local,
+            Some(o) if o.local_primary && self.control.lease_valid() => Target::Local,
+            Some(o) if o.local_primary => Target::Fenced,
             Some(o) => Target::Remote(o.primary_bus.clone()),
         }
     }
@@ -390,7 +398,7 @@ impl Glue {
         let mut groups: BTreeMap<Target, Vec<Bytes>> = BTreeMap::new();
         for key in keys {
             groups
-                .entry(Self::target(&routes, key))
+                .entry(self.target(&routes, key))
                 .or_default()
                 .push(key.clone());
         }
@@ -432,6 +440,7 @@ impl Glue {
     async fn memcache_one(self: Arc<Self>, target: Target, request: &memcache::Request) -> Vec<u8> {
         match target {
             Target::Down => b"SERVER_ERROR cluster down: hash slot not served\r\n".to_vec(),
+            Target::Fenced => FENCED_MC.to_vec(),
             Target::Local => {
                 let Some(node) = self.node.upgrade() else {
                     return b"SERVER_ERROR shutting down\r\n".to_vec();
@@ -463,7 +472,7 @@ impl Glue {
         let first = *positions.first()?;
         let targets: Vec<Target> = positions
             .iter()
-            .map(|&p| Self::target(&routes, &args[p]))
+            .map(|&p| self.target(&routes, &args[p]))
             .collect();
         if targets.iter().all(|t| *t == Target::Local) {
             return None;
@@ -507,6 +516,7 @@ impl Glue {
     async fn resp_one(self: Arc<Self>, target: Target, version: u8, args: Vec<Vec<u8>>) -> Vec<u8> {
         match target {
             Target::Down => format!("-{NOT_SERVED}\r\n").into_bytes(),
+            Target::Fenced => format!("-{FENCED}\r\n").into_bytes(),
             Target::Local => {
                 let args: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
                 self.run_resp(version, &args)
@@ -570,6 +580,13 @@ fn gather(name: &str, replies: Vec<Vec<u8>>) -> Vec<u8> {
 }
 
 impl cluster::DataPlane for Glue {
+    fn repl_offset(&self) -> u64 {
+        match self.backlog() {
+            Some(b) => b.offset(),
+            None => self.link.lock().unwrap_or_else(|e| e.into_inner()).offset,
+        }
+    }
+
     fn replication(&self, request: Request) -> Pending2 {
         let backlog = self.backlog();
         let node = self.node.upgrade();
@@ -599,7 +616,7 @@ impl cluster::DataPlane for Glue {
                 let args: Vec<Bytes> = args.iter().cloned().map(Bytes::from).collect();
                 let spec = &command::COMMANDS[command::lookup(args.first()?)?];
                 let local = command::cluster::key_positions(spec, args.len())
-                    .all(|p| Self::target(&routes, &args[p]) == Target::Local);
+                    .all(|p| self.target(&routes, &args[p]) == Target::Local);
                 if !local {
                     return None;
                 }
@@ -623,7 +640,7 @@ impl cluster::DataPlane for Glue {
                 let all_local = match &request {
                     memcache::Request::Get { keys, .. } => keys
                         .iter()
-                        .all(|k| Self::target(&glue_routes, k) == Target::Local),
+                        .all(|k| self.target(&glue_routes, k) == Target::Local),
                     _ => true,
                 };
                 if !all_local {
@@ -642,7 +659,14 @@ impl ClusterHook for Glue {
         let routes = self.routes();
         match routes.owner(slot) {
             None => Route::Down(NOT_SERVED),
-            Some(o) if o.local_primary || (o.local_replica && readonly && !write) => Route::Local,
+            Some(o) if o.local_primary => {
+                if self.control.lease_valid() || (readonly && !write) {
+                    Route::Local
+                } else {
+                    Route::Down(FENCED)
+                }
+            }
+            Some(o) if o.local_replica && readonly && !write => Route::Local,
             Some(o) => Route::Moved {
                 slot,
                 addr: o.primary_addr.clone(),

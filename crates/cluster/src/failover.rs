@@ -1,0 +1,281 @@
+//! Failure detection, write leases and the failover decision, as pure logic over a clock
+//! passed in.
+//!
+//! The Raft leader pings every member every [`Timing::ping_ms`]. A ping to a primary can also
+//! grant it a **write lease**: the primary may accept writes (and plain reads) until
+//! `lease_ms` after it *received* the grant. The leader grants only under two conditions:
+//! - a quorum acknowledged it recently (within [`Timing::quorum_fresh_ms`]), so a leader cut
+//!   off from the majority stops granting on its own;
+//! - the primary answered a ping recently (within [`Timing::grant_while_acked_ms`]).
+//!
+//! A primary is declared failed when all of these hold (see [`Detector::failed`]):
+//! 1. it hasn't answered a ping for [`Timing::suspect_ms`];
+//! 2. `lease_ms + drift_margin_ms` have passed since this leader last granted it a lease;
+//! 3. the same time plus the quorum window has passed since this node became leader, because
+//!    an earlier leader's grant may still be running.
+//!
+//! Each grant runs `lease_ms` from its receipt, which comes after its sending. So when 2 and 3
+//! hold, every lease ever granted to the old primary has run out (up to a clock drift of
+//! `drift_margin_ms`). Only then is a replica promoted: at no moment can two primaries of a
+//! shard accept writes.
+//!
+//! With the defaults, a primary killed at `t` stops being granted at about `t + 150 ms` and is
+//! replaced at about `t + 650 ms`, plus a Raft commit.
+
+use std::collections::BTreeMap;
+
+use crate::placement::NodeId;
+use crate::topology::{ClusterState, Shard};
+
+/// The timing of detection and leases, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Ping period.
+    pub ping_ms: u64,
+    /// Silence after which a primary stops being granted leases.
+    pub grant_while_acked_ms: u64,
+    /// Silence after which a primary is suspected.
+    pub suspect_ms: u64,
+    /// Length of a write lease, from its receipt.
+    pub lease_ms: u64,
+    /// Allowance for clocks running at different rates during one lease.
+    pub drift_margin_ms: u64,
+    /// A leader grants only while a quorum acknowledged it within this time.
+    pub quorum_fresh_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            ping_ms: 50,
+            grant_while_acked_ms: 150,
+            suspect_ms: 300,
+            lease_ms: 400,
+            drift_margin_ms: 100,
+            quorum_fresh_ms: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Peer {
+    /// When it last answered a ping.
+    last_ack: Option<u64>,
+    /// When this leader last sent it a grant.
+    last_grant: Option<u64>,
+    /// Its replication offset, as its last answer said.
+    offset: u64,
+}
+
+/// The leader's view of every member's liveness.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    timing: Timing,
+    /// When this node became leader.
+    since: u64,
+    peers: BTreeMap<NodeId, Peer>,
+}
+
+impl Detector {
+    /// A detector for a node that became leader at `now`.
+    pub fn new(timing: Timing, now: u64) -> Detector {
+        Detector {
+            timing,
+            since: now,
+            peers: BTreeMap::new(),
+        }
+    }
+
+    /// The timing in force.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// `node` answered a ping at `now`, reporting its replication offset.
+    pub fn acked(&mut self, node: NodeId, now: u64, offset: u64) {
+        let p = self.peers.entry(node).or_default();
+        p.last_ack = Some(now);
+        p.offset = offset;
+    }
+
+    /// Whether a ping sent to `node` at `now` may grant it a lease, given how long ago a
+    /// quorum last acknowledged this leader. Records the grant when it may.
+    pub fn grant(&mut self, node: NodeId, now: u64, quorum_ack_age_ms: Option<u64>) -> bool {
+        let t = self.timing;
+        if quorum_ack_age_ms.is_none_or(|age| age > t.quorum_fresh_ms) {
+            return false;
+        }
+        let p = self.peers.entry(node).or_default();
+        // A node never heard from yet gets a grant: the first ping is what proves it alive,
+        // and the failover rule counts from the last grant anyway.
+        let fresh = match p.last_ack {
+            Some(ack) => now.saturating_sub(ack) <= t.grant_while_acked_ms,
+            None => p.last_grant.is_none(),
+        };
+        if fresh {
+            p.last_grant = Some(now);
+        }
+        fresh
+    }
+
+    /// Whether `node` is judged failed at `now` (and every lease it held has run out).
+    pub fn failed(&self, node: NodeId, now: u64) -> bool {
+        let t = self.timing;
+        let expiry = t.lease_ms + t.drift_margin_ms;
+        if now.saturating_sub(self.since) < expiry + t.quorum_fresh_ms {
+            return false;
+        }
+        let p = self.peers.get(&node).copied().unwrap_or_default();
+        let silent = p
+            .last_ack
+            .is_none_or(|ack| now.saturating_sub(ack) >= t.suspect_ms);
+        let expired = p.last_grant.is_none_or(|g| now.saturating_sub(g) >= expiry);
+        silent && expired
+    }
+
+    /// The last offset `node` reported.
+    pub fn offset(&self, node: NodeId) -> u64 {
+        self.peers.get(&node).map_or(0, |p| p.offset)
+    }
+
+    /// Whether `node` answered within the suspicion window.
+    pub fn alive(&self, node: NodeId, now: u64) -> bool {
+        self.peers
+            .get(&node)
+            .and_then(|p| p.last_ack)
+            .is_some_and(|ack| now.saturating_sub(ack) < self.timing.suspect_ms)
+    }
+}
+
+/// The failovers to commit at `now`: for each shard whose primary has failed, the live replica
+/// with the highest replication offset (ties to the lower id). A shard with no live replica
+/// stays as it is.
+pub fn plan(state: &ClusterState, detector: &Detector, now: u64) -> Vec<(Shard, NodeId)> {
+    let mut out = Vec::new();
+    for shard in state.shards.values() {
+        if !detector.failed(shard.primary, now) {
+            continue;
+        }
+        let best = shard
+            .replicas
+            .iter()
+            .filter(|r| detector.alive(**r, now))
+            .max_by_key(|r| (detector.offset(**r), std::cmp::Reverse(**r)));
+        if let Some(best) = best {
+            out.push((shard.clone(), *best));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{Change, Member};
+
+    const P: NodeId = 1;
+    const R1: NodeId = 2;
+    const R2: NodeId = 3;
+
+    fn state() -> ClusterState {
+        let mut s = ClusterState::default();
+        for (id, port) in [(P, 7000), (R1, 7001), (R2, 7002)] {
+            s.apply(&Change::Join(Member {
+                id,
+                host: "127.0.0.1".into(),
+                port,
+                bus_port: port + 10000,
+                memcache_port: None,
+                forward_port: None,
+                admin_port: None,
+                zone: String::new(),
+            }));
+        }
+        s.apply(&Change::Layout {
+            shards: vec![Shard {
+                id: 0,
+                primary: P,
+                replicas: vec![R1, R2],
+            }],
+            slots: vec![0; crate::SLOT_COUNT],
+        });
+        s
+    }
+
+    /// Drives a leader that pings every node every `ping_ms` from `from` to `to`; `down` nodes
+    /// don't answer after `dies_at`.
+    fn run(d: &mut Detector, from: u64, to: u64, dies_at: u64, down: &[NodeId]) {
+        let t = d.timing();
+        let mut now = from;
+        while now < to {
+            for node in [P, R1, R2] {
+                d.grant(node, now, Some(10));
+                if !(down.contains(&node) && now >= dies_at) {
+                    d.acked(node, now, if node == R2 { 90 } else { 50 });
+                }
+            }
+            now += t.ping_ms;
+        }
+    }
+
+    #[test]
+    fn a_dead_primary_is_replaced_by_the_most_advanced_replica_only_after_its_lease() {
+        let t = Timing::default();
+        let mut d = Detector::new(t, 0);
+        run(&mut d, 0, 5000, 2000, &[P]);
+        let s = state();
+        // Every lease granted to P ended by the time of the failover: find the last grant.
+        let last_grant = d.peers[&P].last_grant.expect("granted before dying");
+        assert!(last_grant <= 2000 + t.grant_while_acked_ms);
+        let first_failover = (2000..5000)
+            .step_by(10)
+            .find(|now| !plan(&s, &d, *now).is_empty())
+            .expect("a failover");
+        assert!(first_failover >= last_grant + t.lease_ms + t.drift_margin_ms);
+        assert!(first_failover - 2000 <= 700, "failover {first_failover}");
+        let planned = plan(&s, &d, first_failover);
+        assert_eq!(planned[0].1, R2, "the replica with the highest offset");
+    }
+
+    #[test]
+    fn a_node_that_never_answers_gets_one_grant_and_is_failed_after_it_runs_out() {
+        let t = Timing::default();
+        let mut d = Detector::new(t, 0);
+        let start = t.lease_ms + t.drift_margin_ms + t.quorum_fresh_ms;
+        assert!(d.grant(P, start, Some(0)));
+        assert!(!d.grant(P, start + 50, Some(0)));
+        assert!(!d.failed(P, start + t.lease_ms));
+        assert!(d.failed(P, start + t.lease_ms + t.drift_margin_ms));
+    }
+
+    #[test]
+    fn a_leader_without_a_fresh_quorum_grants_nothing() {
+        let mut d = Detector::new(Timing::default(), 0);
+        assert!(!d.grant(P, 100, Some(500)));
+        assert!(!d.grant(P, 100, None));
+        assert!(d.grant(P, 100, Some(0)));
+    }
+
+    #[test]
+    fn a_new_leader_waits_out_leases_granted_by_its_predecessor() {
+        let t = Timing::default();
+        let d = Detector::new(t, 10_000);
+        // P never answered this leader, yet it can't be failed over before any lease an
+        // earlier leader granted must have run out.
+        assert!(!d.failed(P, 10_000 + t.lease_ms));
+        assert!(d.failed(
+            P,
+            10_000 + t.lease_ms + t.drift_margin_ms + t.quorum_fresh_ms
+        ));
+    }
+
+    #[test]
+    fn live_primaries_and_shards_without_live_replicas_are_left_alone() {
+        let mut d = Detector::new(Timing::default(), 0);
+        run(&mut d, 0, 5000, 0, &[]);
+        assert!(plan(&state(), &d, 5000).is_empty());
+        let mut d = Detector::new(Timing::default(), 0);
+        run(&mut d, 0, 5000, 1000, &[P, R1, R2]);
+        assert!(plan(&state(), &d, 5000).is_empty());
+    }
+}
