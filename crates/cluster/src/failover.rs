@@ -168,6 +168,44 @@ pub fn plan(state: &ClusterState, detector: &Detector, now: u64) -> Vec<(Shard, 
     out
 }
 
+/// Repairs to commit at `now`: for each replica judged failed, a live spare (a member with no
+/// seat) to take its seat, preferring a zone the shard doesn't use yet. Failovers go first: a
+/// shard whose primary failed is left to [`plan`].
+pub fn repairs(
+    state: &ClusterState,
+    detector: &Detector,
+    now: u64,
+) -> Vec<(Shard, NodeId, NodeId)> {
+    let mut spares: Vec<&crate::topology::Member> = state
+        .members
+        .values()
+        .filter(|m| state.seat_of(m.id).is_none() && detector.alive(m.id, now))
+        .collect();
+    let mut out = Vec::new();
+    for shard in state.shards.values() {
+        if detector.failed(shard.primary, now) {
+            continue;
+        }
+        for &old in &shard.replicas {
+            if !detector.failed(old, now) || spares.is_empty() {
+                continue;
+            }
+            let zones: Vec<&str> = std::iter::once(&shard.primary)
+                .chain(&shard.replicas)
+                .filter_map(|id| state.members.get(id))
+                .map(|m| m.zone.as_str())
+                .collect();
+            let pick = spares
+                .iter()
+                .position(|m| !zones.contains(&m.zone.as_str()))
+                .unwrap_or(0);
+            let spare = spares.remove(pick);
+            out.push((shard.clone(), old, spare.id));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +305,35 @@ mod tests {
             P,
             10_000 + t.lease_ms + t.drift_margin_ms + t.quorum_fresh_ms
         ));
+    }
+
+    #[test]
+    fn a_failed_replica_is_replaced_by_a_live_spare() {
+        let mut s = state();
+        s.apply(&Change::Join(Member {
+            id: 9,
+            host: "127.0.0.1".into(),
+            port: 7009,
+            bus_port: 17009,
+            memcache_port: None,
+            forward_port: None,
+            admin_port: None,
+            zone: String::new(),
+        }));
+        let mut d = Detector::new(Timing::default(), 0);
+        let mut now = 0;
+        while now < 5000 {
+            for node in [P, R1, R2, 9] {
+                d.grant(node, now, Some(10));
+                if !(node == R1 && now >= 1000) {
+                    d.acked(node, now, 0);
+                }
+            }
+            now += 50;
+        }
+        let planned = repairs(&s, &d, now);
+        assert_eq!(planned.len(), 1);
+        assert_eq!((planned[0].1, planned[0].2), (R1, 9));
     }
 
     #[test]

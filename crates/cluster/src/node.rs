@@ -410,6 +410,33 @@ impl ClusterNode {
                 None => Vec::new(),
             }
         };
+        let repairs = {
+            let guard = lock(&self.detector);
+            match guard.as_ref() {
+                Some((_, d)) if plan.is_empty() => {
+                    crate::failover::repairs(&state, d, self.mono_ms())
+                }
+                _ => Vec::new(),
+            }
+        };
+        for (shard, old, new) in repairs {
+            tracing::warn!(
+                shard = shard.id,
+                failed = format!("{old:016x}"),
+                spare = format!("{new:016x}"),
+                "replica failed: a spare takes its seat"
+            );
+            if let Err(why) = self
+                .propose(Change::Reseat {
+                    shard: shard.id,
+                    old,
+                    new,
+                })
+                .await
+            {
+                tracing::warn!(why, "repair not committed");
+            }
+        }
         for (shard, primary) in plan {
             tracing::warn!(
                 shard = shard.id,

@@ -72,6 +72,15 @@ pub enum Change {
         /// The replica that becomes its primary.
         primary: NodeId,
     },
+    /// Gives a failed replica's seat to a spare node, restoring the shard's replica count.
+    Reseat {
+        /// The shard.
+        shard: ShardId,
+        /// The replica that failed (it becomes a spare).
+        old: NodeId,
+        /// The spare that takes its seat.
+        new: NodeId,
+    },
     /// Replaces the shards and the slot table (`slots[i]` is slot i's shard).
     Layout {
         /// The shards.
@@ -120,6 +129,13 @@ impl ClusterState {
                         self.shards = shards.iter().map(|s| (s.id, s.clone())).collect();
                         self.slots = slots.clone();
                     }
+                    Change::Reseat { shard, old, new } => {
+                        if let Some(s) = self.shards.get_mut(shard) {
+                            for r in s.replicas.iter_mut().filter(|r| **r == *old) {
+                                *r = *new;
+                            }
+                        }
+                    }
                     Change::Failover { shard, primary } => {
                         if let Some(s) = self.shards.get_mut(shard) {
                             let old = std::mem::replace(&mut s.primary, *primary);
@@ -159,6 +175,16 @@ impl ClusterState {
                 }
                 Ok(())
             }
+            Change::Reseat { shard, old, new } => match self.shards.get(shard) {
+                None => Err(format!("no shard {shard}")),
+                Some(s) if !s.replicas.contains(old) => {
+                    Err(format!("node {old:016x} is not a replica of shard {shard}"))
+                }
+                Some(_) if !self.members.contains_key(new) || self.seat_of(*new).is_some() => {
+                    Err(format!("node {new:016x} is not a spare"))
+                }
+                Some(_) => Ok(()),
+            },
             Change::Failover { shard, primary } => match self.shards.get(shard) {
                 None => Err(format!("no shard {shard}")),
                 Some(s) if !s.replicas.contains(primary) => Err(format!(

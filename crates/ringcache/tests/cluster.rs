@@ -435,7 +435,7 @@ fn exchange(ip: &str, port: u16, request: &str) -> String {
 }
 
 #[test]
-fn a_replica_holds_its_primarys_writes_ttls_and_deletes_and_resyncs_after_a_crash() {
+fn a_replica_holds_its_primarys_writes_ttls_and_deletes_and_a_spare_replaces_it_when_it_dies() {
     let root = std::env::temp_dir().join(format!("ringcache-repl-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     // Three nodes, so Raft keeps its majority while the replica is down: one shard of a
@@ -502,28 +502,47 @@ fn a_replica_holds_its_primarys_writes_ttls_and_deletes_and_resyncs_after_a_cras
         "{info}"
     );
 
-    // The replica crashes and misses writes; restarted, it catches up by itself.
+    // The replica crashes: the spare takes its seat, syncs, and has every write.
     replica.kill();
     let mut request = String::new();
     for i in 1000..1100 {
         request.push_str(&format!("SET key:{i} changed:{i}\r\n"));
     }
     exchange(&primary.ip, primary.port, &request);
-    replica.start();
-    let started = Instant::now();
+    let killed = Instant::now();
     loop {
-        let reply = exchange(&primary.ip, primary.port, "WAIT 1 1000\r\n");
-        if reply == ":1\r\n" {
+        let info = spare.raw("INFO replication\r\n");
+        if info.contains("role:slave") && info.contains("master_link_status:up") {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "replica did not catch up"
+            killed.elapsed() < Duration::from_secs(10),
+            "no spare took the seat: {info}"
         );
+        std::thread::sleep(Duration::from_millis(20));
     }
-    check(&replica);
-    let got = exchange(&replica.ip, replica.port, "READONLY\r\nGET key:1050\r\n");
+    eprintln!("replication factor restored after {:?}", killed.elapsed());
+    assert_eq!(
+        exchange(&primary.ip, primary.port, "WAIT 1 5000\r\n"),
+        ":1\r\n"
+    );
+    check(&spare);
+    let got = exchange(&spare.ip, spare.port, "READONLY\r\nGET key:1050\r\n");
     assert!(got.ends_with("changed:1050\r\n"), "{got}");
+    // The old replica comes back, learns from the Raft log that it lost its seat, and is the
+    // spare now.
+    replica.start();
+    let restarted = Instant::now();
+    while !replica
+        .raw("CLUSTER NODES\r\n")
+        .contains("myself,master - ")
+    {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(10),
+            "old replica did not become the spare"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(primary);
     drop(replica);
     drop(spare);
