@@ -36,6 +36,11 @@ pub trait ClusterHook: Send + Sync + std::fmt::Debug {
     /// Runs `CLUSTER <subcommand> ...`.
     fn command(&self, ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply;
 
+    /// Gauges for `/metrics`: name, help, value.
+    fn metrics(&self) -> Vec<(&'static str, &'static str, i64)> {
+        Vec::new()
+    }
+
     /// The fields of `INFO replication`.
     fn replication_info(&self) -> Vec<(String, String)> {
         vec![

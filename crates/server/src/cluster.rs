@@ -681,6 +681,75 @@ impl ClusterHook for Glue {
     fn replication_info(&self) -> Vec<(String, String)> {
         Glue::replication_info(self)
     }
+
+    fn metrics(&self) -> Vec<(&'static str, &'static str, i64)> {
+        let state = self.control.state();
+        let me = self.control.id;
+        let role = match state.seat_of(me) {
+            Some((_, true)) => 1,
+            Some((_, false)) => 2,
+            None => 0,
+        };
+        let (offset, replicas, lag) = match self.backlog() {
+            Some(b) => {
+                let offset = b.offset();
+                let replicas = b.replicas();
+                let lag = replicas
+                    .values()
+                    .map(|r| offset.saturating_sub(r.acked))
+                    .max();
+                (offset, replicas.len(), lag.unwrap_or(0))
+            }
+            None => (
+                self.link.lock().unwrap_or_else(|e| e.into_inner()).offset,
+                0,
+                0,
+            ),
+        };
+        let link_up = self.link.lock().unwrap_or_else(|e| e.into_inner()).up;
+        vec![
+            (
+                "ringcache_cluster_epoch",
+                "Epoch of the cluster state this node has applied.",
+                state.epoch as i64,
+            ),
+            (
+                "ringcache_cluster_role",
+                "This node's seat: 1 primary, 2 replica, 0 spare.",
+                role,
+            ),
+            (
+                "ringcache_cluster_raft_leader",
+                "1 if this node leads the Raft group.",
+                i64::from(self.control.leader() == Some(me)),
+            ),
+            (
+                "ringcache_cluster_write_lease_ms",
+                "Milliseconds left on this node's write lease (it matters on a primary).",
+                self.control.lease_ms_left() as i64,
+            ),
+            (
+                "ringcache_replication_offset",
+                "Replication offset (a primary's stream, a replica's applied position).",
+                offset as i64,
+            ),
+            (
+                "ringcache_replication_replicas",
+                "Replicas following this primary.",
+                replicas as i64,
+            ),
+            (
+                "ringcache_replication_max_lag_changes",
+                "Changes the furthest replica has yet to acknowledge.",
+                lag as i64,
+            ),
+            (
+                "ringcache_replication_link_up",
+                "On a replica: 1 while the link to the primary works.",
+                i64::from(role == 2 && link_up),
+            ),
+        ]
+    }
 }
 
 impl Glue {

@@ -89,7 +89,7 @@ pub struct ServerArgs {
     #[arg(long, env = "RINGCACHE_CLUSTER_ANNOUNCE_IP")]
     pub cluster_announce_ip: Option<String>,
     /// Data directory for the node's identity and cluster metadata
-    /// [default: ./ringcache-<port>].
+    /// [default: ringcache-PORT in the working directory].
     #[arg(long, env = "RINGCACHE_DIR")]
     pub dir: Option<PathBuf>,
     /// Zone of this node (replicas are placed in other zones than their primary).

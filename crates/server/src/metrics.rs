@@ -161,6 +161,12 @@ impl Collector for NodeCollector {
             |c| &c.failed,
         )?;
 
+        if let Some(cluster) = node.cluster.get() {
+            for (name, help, value) in cluster.metrics() {
+                gauge(&mut e, name, help, value)?;
+            }
+        }
+
         let mut cumulative = 0u64;
         let mut buckets = Vec::with_capacity(LATENCY_BUCKETS_USEC.len() + 1);
         for (i, bound) in LATENCY_BUCKETS_USEC.iter().enumerate() {

@@ -194,7 +194,7 @@ impl Backlog {
         Some((out, next))
     }
 
-    /// Answers a pull: changes from `from` on, waiting up to [`LONG_POLL`] for one.
+    /// Answers a pull: changes from `from` on, waiting up to a second for one.
     pub async fn pull(&self, replica: NodeId, repl_id: u64, from: u64) -> Response {
         if repl_id != self.repl_id {
             return Response::ReplResync;
