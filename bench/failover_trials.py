@@ -5,7 +5,8 @@ slots, over many trials, for ringcache and (optionally) Redis Cluster started th
   python3 bench/failover_trials.py --trials 20                 # ringcache
   python3 bench/failover_trials.py --trials 5 --redis 1000     # also Redis, node timeout 1000 ms
 
-Each system runs 6 nodes on 127.0.0.1 (3 primaries, 3 replicas). Each trial:
+Each system runs 6 nodes on 127.0.0.1 (3 primaries, 3 replicas), on ports 21100-21105 (ringcache)
+and 21200-21205, 21300-... (Redis), bus ports 10000 higher, below the ephemeral range. Each trial:
 1. kills a random primary with SIGKILL;
 2. sends `SET <key> <n>` for a key the primary owned to every live node, every 5 ms, until
    one answers +OK;
@@ -28,7 +29,7 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RC = os.environ.get("RINGCACHE_BIN", os.path.join(ROOT, "target", "release", "ringcache"))
+RC = os.path.abspath(os.environ.get("RINGCACHE_BIN", os.path.join(ROOT, "target", "release", "ringcache")))
 
 
 def call(port, *args, timeout=0.5):
@@ -80,7 +81,9 @@ class Cluster:
             if call(port, "PING") == "+PONG":
                 return
             time.sleep(0.02)
-        raise SystemExit(f"{self.kind} node {port} did not start")
+        log.flush()
+        tail = open(os.path.join(d, "log")).read()[-500:]
+        raise SystemExit(f"{self.kind} node {port} did not start: {tail}")
 
     def create(self):
         for p in self.ports:
@@ -187,9 +190,11 @@ def main():
     ap.add_argument("--redis", type=int, action="append", default=[], help="also Redis Cluster with this node timeout (ms)")
     ap.add_argument("--redis-trials", type=int, default=5)
     a = ap.parse_args()
-    results = {"ringcache": measure("ringcache", 27100, a.trials)}
+    results = {}
+    if a.trials > 0:
+        results["ringcache"] = measure("ringcache", 21100, a.trials)
     for t in a.redis:
-        results[f"redis (node timeout {t} ms)"] = measure("redis", 27200, a.redis_trials, t)
+        results[f"redis (node timeout {t} ms)"] = measure("redis", 21200 + 100 * a.redis.index(t), a.redis_trials, t)
     print()
     print("| system | trials | p50 s | max s |")
     print("|---|---|---|---|")
