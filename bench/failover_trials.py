@@ -96,6 +96,12 @@ class Cluster:
                            check=True, stdout=subprocess.DEVNULL)
             while any(call(p, "CLUSTER", "INFO") is None or "cluster_state:ok" not in info(p) for p in self.ports):
                 time.sleep(0.1)
+        # Trials start once every replica has synced: a Redis replica that never synced
+        # refuses to fail over.
+        for _ in range(600):
+            if sum("master_link_status:up" in info(p, "replication") for p in self.ports) == 3:
+                break
+            time.sleep(0.1)
 
     def primaries(self):
         return [p for p in self.ports if p in self.procs and "role:master" in info(p, "replication")]

@@ -9,6 +9,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The tests here time elections and failovers against fixed bounds: run them one at a time so
+/// one test's nine processes don't slow the other's on a 2-core machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn free_port(ip: &str) -> u16 {
     TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
@@ -163,6 +171,7 @@ fn key_per_slot() -> Vec<String> {
 
 #[test]
 fn a_six_node_cluster_serves_every_slot_redirects_exactly_and_survives_its_raft_leader() {
+    let _serial = serial();
     let root = std::env::temp_dir().join(format!("ringcache-cluster-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let mut nodes: Vec<Node> = (2..=7)
@@ -436,6 +445,7 @@ fn exchange(ip: &str, port: u16, request: &str) -> String {
 
 #[test]
 fn a_replica_holds_its_primarys_writes_ttls_and_deletes_and_a_spare_replaces_it_when_it_dies() {
+    let _serial = serial();
     let root = std::env::temp_dir().join(format!("ringcache-repl-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     // Three nodes, so Raft keeps its majority while the replica is down: one shard of a
