@@ -74,13 +74,6 @@ pub enum Request {
     },
     /// Proposes a change; sent to the Raft leader.
     Propose(Change),
-    /// Makes the receiver (the leader) add a node to Raft, as a learner or a voter.
-    AddRaftMember {
-        /// The node.
-        id: NodeId,
-        /// Its bus address.
-        bus_addr: String,
-    },
     /// A client request for a key this receiver owns.
     Forward {
         /// Its protocol.

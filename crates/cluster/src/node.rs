@@ -280,11 +280,6 @@ impl ClusterNode {
         self.state.clone()
     }
 
-    /// This node as configured.
-    pub fn member(&self) -> Member {
-        self.member.clone()
-    }
-
     /// The Raft leader this node knows of.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
@@ -819,16 +814,6 @@ impl bus::Handler for ClusterNode {
                         return Response::NotLeader(leader);
                     }
                     Response::Proposed(self.propose(change).await)
-                }
-            },
-            Request::AddRaftMember { id, bus_addr } => match self.check_peer(&from_cluster) {
-                Err(why) => refused(why),
-                Ok(()) => {
-                    let node = BasicNode { addr: bus_addr };
-                    match self.raft.add_learner(id, node, true).await {
-                        Ok(_) => Response::Ok,
-                        Err(e) => refused(e.to_string()),
-                    }
                 }
             },
             request @ (Request::ReplPull { .. } | Request::ReplSnapshot { .. }) => {

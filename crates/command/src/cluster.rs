@@ -191,15 +191,11 @@ mod tests {
 
     fn session() -> Session {
         let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
-        Session::new(std::sync::Arc::new(crate::ClientInfo {
-            id: 1,
-            addr: unspecified,
-            local_addr: unspecified,
-            created: std::time::Instant::now(),
-            last_active_ms: Default::default(),
-            protocol: Default::default(),
-            names: Default::default(),
-        }))
+        Session::new(std::sync::Arc::new(crate::ClientInfo::new(
+            1,
+            unspecified,
+            unspecified,
+        )))
     }
 
     fn error(text: &str) -> Option<Reply> {

@@ -136,6 +136,19 @@ pub struct ClientNames {
 }
 
 impl ClientInfo {
+    /// A new RESP2 client `id` connected from `addr` to `local_addr`.
+    pub fn new(id: u64, addr: SocketAddr, local_addr: SocketAddr) -> Self {
+        ClientInfo {
+            id,
+            addr,
+            local_addr,
+            created: Instant::now(),
+            last_active_ms: AtomicU64::new(0),
+            protocol: AtomicU8::new(2),
+            names: Mutex::new(ClientNames::default()),
+        }
+    }
+
     /// Records activity now (for `CLIENT LIST idle=`); called once per batch of commands.
     pub fn mark_active(&self) {
         self.last_active_ms
@@ -232,15 +245,11 @@ impl Node {
             self.stats.rejected_connections.fetch_add(1, Relaxed);
             return None;
         }
-        let info = Arc::new(ClientInfo {
-            id: self.next_client_id.fetch_add(1, Relaxed),
+        let info = Arc::new(ClientInfo::new(
+            self.next_client_id.fetch_add(1, Relaxed),
             addr,
             local_addr,
-            created: Instant::now(),
-            last_active_ms: AtomicU64::new(0),
-            protocol: AtomicU8::new(2),
-            names: Mutex::new(ClientNames::default()),
-        });
+        ));
         clients.insert(info.id, info.clone());
         self.stats.connections_received.fetch_add(1, Relaxed);
         Some(info)

@@ -30,7 +30,7 @@ use crate::replication::{Backlog, ReplicaLink};
 type SplitFn = fn(&[Vec<u8>], usize) -> Vec<Vec<u8>>;
 
 /// A bus answer computed asynchronously.
-type Pending2 = Pin<Box<dyn Future<Output = Response> + Send + 'static>>;
+type BusAnswer = Pin<Box<dyn Future<Output = Response> + Send + 'static>>;
 
 /// A reply that is computed asynchronously (forwarded to another node).
 pub type Pending = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
@@ -131,15 +131,7 @@ impl Glue {
     pub fn install(node: &Arc<Node>, control: Arc<ClusterNode>, backlog_bytes: usize) -> Arc<Glue> {
         let routes = Routes::build(&control.state(), control.id);
         let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
-        let forward_client = Arc::new(command::ClientInfo {
-            id: 0,
-            addr: unspecified,
-            local_addr: unspecified,
-            created: std::time::Instant::now(),
-            last_active_ms: Default::default(),
-            protocol: Default::default(),
-            names: Default::default(),
-        });
+        let forward_client = Arc::new(command::ClientInfo::new(0, unspecified, unspecified));
         let glue = Arc::new(Glue {
             node: Arc::downgrade(node),
             control: control.clone(),
@@ -587,7 +579,7 @@ impl cluster::DataPlane for Glue {
         }
     }
 
-    fn replication(&self, request: Request) -> Pending2 {
+    fn replication(&self, request: Request) -> BusAnswer {
         let backlog = self.backlog();
         let node = self.node.upgrade();
         Box::pin(async move {
