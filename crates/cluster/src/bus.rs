@@ -31,7 +31,7 @@ use crate::raft::TypeConfig;
 use crate::topology::{Change, ClusterState};
 
 /// The bus protocol version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The largest frame accepted: a forwarded request of the largest value, with room.
 pub const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
 const MAGIC: [u8; 2] = *b"RC";
@@ -87,8 +87,12 @@ pub enum Request {
     Ping {
         /// The leader's Raft term (grants of older terms are ignored).
         term: u64,
-        /// The lease granted, from the moment of receipt.
+        /// The lease granted, counted from `sent_unix_ms`.
         lease_ms: Option<u32>,
+        /// When the leader sent this ping, by its wall clock: a grant delivered late (a
+        /// partition healing releases TCP retransmissions) must not outlive the leader's
+        /// reckoning of it.
+        sent_unix_ms: u64,
     },
     /// A replica asks its primary for the changes from offset `from` on, waiting up to
     /// `wait_ms` for some when there are none yet. `from` also acknowledges every change

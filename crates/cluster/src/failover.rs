@@ -3,7 +3,7 @@
 //!
 //! The Raft leader pings every member every [`Timing::ping_ms`]. A ping to a primary can also
 //! grant it a **write lease**: the primary may accept writes (and plain reads) until
-//! `lease_ms` after it *received* the grant. The leader grants only under two conditions:
+//! `lease_ms` after the leader *sent* the grant (see [`lease_left`]). The leader grants only under two conditions:
 //! - a quorum acknowledged it recently (within [`Timing::quorum_fresh_ms`]), so a leader cut
 //!   off from the majority stops granting on its own;
 //! - the primary answered a ping recently (within [`Timing::grant_while_acked_ms`]).
@@ -14,9 +14,12 @@
 //! 3. the same time plus the quorum window has passed since this node became leader, because
 //!    an earlier leader's grant may still be running.
 //!
-//! Each grant runs `lease_ms` from its receipt, which comes after its sending. So when 2 and 3
-//! hold, every lease ever granted to the old primary has run out (up to a clock drift of
-//! `drift_margin_ms`). Only then is a replica promoted: at no moment can two primaries of a
+//! Each grant runs `lease_ms` from its sending: the ping carries the leader's wall-clock time,
+//! the primary subtracts the ping's age from the lease, and ignores a grant that arrives older
+//! than half a lease (a partition that heals releases TCP retransmissions of pings sent long
+//! before). So when 2 and 3 hold, every lease ever granted to the old primary has run out, as
+//! long as the two wall clocks differ by less than `drift_margin_ms` (NTP keeps a LAN within a
+//! few milliseconds). Only then is a replica promoted: at no moment can two primaries of a
 //! shard accept writes.
 //!
 //! With the defaults, a primary killed at `t` stops being granted at about `t + 150 ms` and is
@@ -26,6 +29,14 @@ use std::collections::BTreeMap;
 
 use crate::placement::NodeId;
 use crate::topology::{ClusterState, Shard};
+
+/// What is left of a grant of `lease_ms` sent at `sent_unix_ms` (leader's wall clock) and
+/// received at `now_unix_ms` (receiver's wall clock): the lease minus the ping's age, or
+/// nothing for a grant delivered older than half a lease.
+pub fn lease_left(lease_ms: u64, sent_unix_ms: u64, now_unix_ms: u64) -> Option<u64> {
+    let age = now_unix_ms.saturating_sub(sent_unix_ms);
+    (age <= lease_ms / 2).then(|| lease_ms - age)
+}
 
 /// The timing of detection and leases, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,6 +303,18 @@ mod tests {
         assert!(!d.grant(P, 100, Some(500)));
         assert!(!d.grant(P, 100, None));
         assert!(d.grant(P, 100, Some(0)));
+    }
+
+    #[test]
+    fn a_grant_counts_from_its_sending_and_a_late_one_is_void() {
+        assert_eq!(lease_left(400, 1_000, 1_000), Some(400));
+        assert_eq!(lease_left(400, 1_000, 1_150), Some(250));
+        assert_eq!(lease_left(400, 1_000, 1_200), Some(200));
+        // A ping held back by a partition and delivered when it heals grants nothing.
+        assert_eq!(lease_left(400, 1_000, 1_201), None);
+        assert_eq!(lease_left(400, 1_000, 61_000), None);
+        // A receiver whose clock is behind sees a negative age: the lease is not lengthened.
+        assert_eq!(lease_left(400, 1_000, 990), Some(400));
     }
 
     #[test]

@@ -101,6 +101,13 @@ impl std::fmt::Debug for ClusterNode {
     }
 }
 
+/// Milliseconds since the Unix epoch by this machine's wall clock.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn random_hex(bytes: usize) -> String {
     use rand::RngCore;
     let mut raw = vec![0u8; bytes];
@@ -383,6 +390,7 @@ impl ClusterNode {
                         Request::Ping {
                             term,
                             lease_ms: lease,
+                            sent_unix_ms: unix_ms(),
                         },
                         timeout,
                     )
@@ -756,14 +764,22 @@ impl bus::Handler for ClusterNode {
             Request::Hello { .. } => Response::Refused("hello twice".into()),
             Request::Status => Response::Status(Box::new(self.status())),
             Request::Topology => Response::Topology(Box::new((*self.state()).clone())),
-            Request::Ping { term, lease_ms } => match self.check_peer(&from_cluster) {
+            Request::Ping {
+                term,
+                lease_ms,
+                sent_unix_ms,
+            } => match self.check_peer(&from_cluster) {
                 Err(why) => refused(why),
                 Ok(()) => {
                     let received = self.mono_ms();
                     // A grant from a leader of an older term than this node has seen is void.
                     let current = self.raft.metrics().borrow().current_term;
                     if let Some(lease) = lease_ms.filter(|_| term >= current) {
-                        self.extend_lease(received, u64::from(lease));
+                        if let Some(left) =
+                            crate::failover::lease_left(u64::from(lease), sent_unix_ms, unix_ms())
+                        {
+                            self.extend_lease(received, left);
+                        }
                     }
                     let offset = self.data_plane.get().map_or(0, |d| d.repl_offset());
                     Response::Pong { offset }
