@@ -548,7 +548,7 @@ mod tests {
                 cluster_id: "abc".into(),
             },
         });
-        assert_eq!(&frame[..3], b"RC\x01");
+        assert_eq!(&frame[..3], &[b'R', b'C', VERSION]);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
