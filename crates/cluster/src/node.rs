@@ -89,6 +89,8 @@ pub struct ClusterNode {
     lease_until_ms: std::sync::atomic::AtomicU64,
     /// The leader's failure detector, with the term it was created in.
     detector: Mutex<Option<(u64, Detector)>>,
+    /// Members with a ping out and unanswered (leader only).
+    pings_in_flight: Mutex<std::collections::HashSet<NodeId>>,
     timing: Timing,
 }
 
@@ -208,6 +210,7 @@ impl ClusterNode {
             started: std::time::Instant::now(),
             lease_until_ms: std::sync::atomic::AtomicU64::new(0),
             detector: Mutex::new(None),
+            pings_in_flight: Mutex::default(),
             timing: Timing::default(),
         });
         tracing::info!(
@@ -352,6 +355,9 @@ impl ClusterNode {
         let quorum_age = metrics.millis_since_quorum_ack;
         let now = self.mono_ms();
         let state = self.state();
+        // A member whose last ping is still unanswered (a paused or cut-off node holds it for
+        // up to `suspect_ms`) is skipped: the rounds, and the failover decisions at their end,
+        // go on every `ping_ms` whatever one slow peer does.
         let mut grants = Vec::new();
         {
             let mut guard = lock(&self.detector);
@@ -361,12 +367,14 @@ impl ClusterNode {
             let Some((_, detector)) = guard.as_mut() else {
                 return;
             };
+            let in_flight = lock(&self.pings_in_flight);
             for id in state.members.keys() {
-                grants.push((*id, detector.grant(*id, now, quorum_age)));
+                if !in_flight.contains(id) {
+                    grants.push((*id, detector.grant(*id, now, quorum_age)));
+                }
             }
         }
         let lease_ms = self.timing.lease_ms;
-        let mut pings = tokio::task::JoinSet::new();
         for (id, grant) in grants {
             let lease = grant.then_some(lease_ms as u32);
             if id == self.id {
@@ -384,7 +392,9 @@ impl ClusterNode {
             };
             let client = self.peers.get(&member.bus_addr());
             let timeout = Duration::from_millis(self.timing.suspect_ms);
-            pings.spawn(async move {
+            lock(&self.pings_in_flight).insert(id);
+            let node = self.clone();
+            tokio::spawn(async move {
                 let answer = client
                     .call(
                         Request::Ping {
@@ -395,16 +405,16 @@ impl ClusterNode {
                         timeout,
                     )
                     .await;
-                (id, answer)
-            });
-        }
-        while let Some(done) = pings.join_next().await {
-            if let Ok((id, Ok(Response::Pong { offset }))) = done {
-                if let Some((_, d)) = lock(&self.detector).as_mut() {
-                    // Counted as alive when the ping was sent: conservative for suspicion.
-                    d.acked(id, now, offset);
+                if let Ok(Response::Pong { offset }) = answer {
+                    if let Some((t, d)) = lock(&node.detector).as_mut() {
+                        // Counted as alive when the ping was sent: conservative for suspicion.
+                        if *t == term {
+                            d.acked(id, now, offset);
+                        }
+                    }
                 }
-            }
+                lock(&node.pings_in_flight).remove(&id);
+            });
         }
         let plan = {
             let guard = lock(&self.detector);
