@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit/property/integration tests, docs, and a short
-# fuzz run of each protocol parser. Installs what it needs (rustfmt, clippy, cargo-fuzz).
+# fuzz run of each protocol parser. Installs what it needs (rustfmt, clippy, cargo-fuzz, and
+# iptables for the fault-injection tests, which need root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,14 +14,22 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
+if ! command -v iptables >/dev/null 2>&1; then
+  step "installing iptables (the fault-injection tests partition nodes with it)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq iptables >/dev/null
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test"
-cargo test --workspace --locked
+step "cargo test (with a ${RINGCACHE_AVAILABILITY_SECONDS:-300} s availability run under random faults)"
+RINGCACHE_AVAILABILITY_SECONDS="${RINGCACHE_AVAILABILITY_SECONDS:-300}" cargo test --workspace --locked
 
 step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet

@@ -1,0 +1,676 @@
+//! The fault scenarios: a partitioned primary (split brain), acknowledged writes across a
+//! `kill -9` (with and without `WAIT`), and a long run of random faults under load
+//! (availability). Each returns a report; the tests and the `chaos` binary decide what to
+//! assert and print.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use rand::prelude::*;
+
+use crate::client::{Budget, ClusterClient, Outcome};
+use crate::history::{check, value_of, Op, Status, Verdict};
+use crate::net::Partitions;
+use crate::node::{Cluster, Topology};
+use crate::resp::{Conn, Reply};
+
+/// The write lease a primary holds after its last grant (the node's default), in ms.
+pub const LEASE_MS: u64 = 400;
+
+/// Microseconds since a run started.
+#[derive(Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    fn us(&self) -> u64 {
+        self.0.elapsed().as_micros() as u64
+    }
+}
+
+fn parse_value(reply: &Reply) -> Option<u64> {
+    reply.text().and_then(|t| t.parse().ok())
+}
+
+/// `count` keys whose slots the primary `id` serves, named `<prefix><n>`.
+fn keys_of(topology: &Topology, id: &str, prefix: &str, count: usize) -> Vec<String> {
+    (0u64..)
+        .map(|i| format!("{prefix}{i}"))
+        .filter(|k| {
+            topology
+                .owner(store::key_slot(k.as_bytes()))
+                .is_some_and(|o| o.id == id)
+        })
+        .take(count)
+        .collect()
+}
+
+/// A primary that is not the Raft leader, chosen at random: its index in the cluster.
+fn pick_primary(cluster: &Cluster, rng: &mut impl Rng) -> Result<(usize, Topology)> {
+    let topology = cluster.topology()?;
+    let candidates: Vec<usize> = topology
+        .nodes
+        .iter()
+        .filter(|n| n.primary && n.id != topology.leader)
+        .filter_map(|n| cluster.index_of(&n.addr))
+        .collect();
+    let i = *candidates
+        .choose(rng)
+        .context("no primary apart from the leader")?;
+    Ok((i, topology))
+}
+
+/// Reads the final value of every key through a routing client.
+fn finals(seeds: Vec<SocketAddr>, keys: &[String]) -> Result<HashMap<u32, Option<u64>>> {
+    let mut client = ClusterClient::new(seeds, Budget::default());
+    let mut out = HashMap::new();
+    for (i, key) in keys.iter().enumerate() {
+        match client.get(key.as_bytes()) {
+            Outcome::Done(Reply::Bulk(b), _) => {
+                let value = b.and_then(|b| String::from_utf8_lossy(&b).parse().ok());
+                out.insert(i as u32, value);
+            }
+            other => bail!("final read of {key} failed: {other:?}"),
+        }
+    }
+    Ok(out)
+}
+
+fn record_write(
+    client: u32,
+    key: u32,
+    value: u64,
+    start_us: u64,
+    clock: Clock,
+    outcome: &Outcome,
+) -> Op {
+    let (status, node) = match outcome {
+        Outcome::Done(Reply::Error(_), at) => (Status::Refused, Some(*at)),
+        Outcome::Done(_, at) => (Status::Ok, Some(*at)),
+        Outcome::Failed(_) => (Status::Unknown, None),
+    };
+    Op {
+        client,
+        key,
+        write: true,
+        value: Some(value),
+        start_us,
+        end_us: clock.us(),
+        status,
+        node,
+    }
+}
+
+/// What the split-brain scenario saw.
+#[derive(Debug)]
+pub struct SplitBrain {
+    /// The partitioned primary.
+    pub primary: SocketAddr,
+    /// When the partition began and healed (ms from the start).
+    pub partition_ms: (u64, u64),
+    /// Writes the cut-off primary acknowledged after the partition began, and the latest
+    /// start of one (ms after the partition).
+    pub minority_acks: u64,
+    /// The latest start of a write it acknowledged, in ms after the partition began.
+    pub last_minority_ack_ms: Option<u64>,
+    /// Writes it acknowledged that *started* after its lease had run out: must be 0.
+    pub acks_after_lease: u64,
+    /// Reads it answered that started after its lease had run out: must be 0.
+    pub reads_after_lease: u64,
+    /// Keys whose final value comes from the minority side: must be 0.
+    pub minority_finals: u64,
+    /// The history checker's verdict (writes acknowledged by the cut-off primary during its
+    /// last lease are lost, as the documented bound allows).
+    pub verdict: Verdict,
+    /// When the majority side first wrote to the shard's new primary (ms after the partition).
+    pub majority_writable_ms: Option<u64>,
+}
+
+/// Cuts a primary (not the Raft leader) off from every other node while one client writes
+/// and reads directly on it and another writes the same keys through the majority; heals;
+/// then checks what each side saw and what the keys hold.
+pub fn split_brain(
+    cluster: &Cluster,
+    partitions: &Partitions,
+    keys: usize,
+    hold: Duration,
+) -> Result<SplitBrain> {
+    let mut rng = rand::thread_rng();
+    let (p, topology) = pick_primary(cluster, &mut rng)?;
+    let primary = cluster.nodes[p].addr();
+    let primary_id = topology
+        .by_addr(primary)
+        .context("primary in topology")?
+        .id
+        .clone();
+    let keys = Arc::new(keys_of(&topology, &primary_id, "sb", keys));
+    let seeds: Vec<SocketAddr> = cluster
+        .addrs()
+        .into_iter()
+        .filter(|a| *a != primary)
+        .collect();
+    let clock = Clock(Instant::now());
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // The minority client: talks to the cut-off primary only, follows nothing.
+    let minority = {
+        let (keys, stop) = (keys.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut ops = Vec::new();
+            let mut conn: Option<Conn> = None;
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                seq += 1;
+                let key = (seq as usize / 2) % keys.len();
+                let write = seq.is_multiple_of(2);
+                let value = value_of(1, seq);
+                let start_us = clock.us();
+                if conn.is_none() {
+                    conn = Conn::connect(primary, Duration::from_millis(250)).ok();
+                }
+                let reply = match conn.as_mut() {
+                    Some(c) if write => c.call(&["SET", &keys[key], &value.to_string()]),
+                    Some(c) => c.call(&["GET", &keys[key]]),
+                    None => Err(std::io::ErrorKind::NotConnected.into()),
+                };
+                let (status, read) = match &reply {
+                    Ok(Reply::Error(_)) => (Status::Refused, None),
+                    Ok(r) => (Status::Ok, parse_value(r)),
+                    Err(_) => {
+                        conn = None;
+                        (Status::Unknown, None)
+                    }
+                };
+                ops.push(Op {
+                    client: 1,
+                    key: key as u32,
+                    write,
+                    value: if write { Some(value) } else { read },
+                    start_us,
+                    end_us: clock.us(),
+                    status,
+                    node: Some(primary),
+                });
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            ops
+        })
+    };
+    // The majority client: a routing client that never asks the cut-off primary for the map.
+    let majority = {
+        let (keys, stop, seeds) = (keys.clone(), stop.clone(), seeds.clone());
+        std::thread::spawn(move || {
+            let mut client = ClusterClient::new(seeds, Budget::default());
+            let mut ops = Vec::new();
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                seq += 1;
+                let key = seq as usize % keys.len();
+                let value = value_of(2, seq);
+                let start_us = clock.us();
+                let outcome = client.set(keys[key].as_bytes(), value.to_string().as_bytes(), 0);
+                ops.push(record_write(
+                    2, key as u32, value, start_us, clock, &outcome,
+                ));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            ops
+        })
+    };
+
+    std::thread::sleep(Duration::from_secs(1));
+    let others: Vec<&str> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.addr() != primary)
+        .map(|n| n.ip.as_str())
+        .collect();
+    let cut_us = clock.us();
+    partitions.isolate(&cluster.nodes[p].ip, &others)?;
+    let cut_done_us = clock.us();
+    std::thread::sleep(hold);
+    let heal_us = clock.us();
+    partitions.heal()?;
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let mut ops = minority
+        .join()
+        .map_err(|_| anyhow::anyhow!("minority client panicked"))?;
+    ops.extend(
+        majority
+            .join()
+            .map_err(|_| anyhow::anyhow!("majority client panicked"))?,
+    );
+    cluster.wait_healthy(Duration::from_secs(30))?;
+
+    // The lease was granted by a ping sent before the rule went in: it ends by then + lease.
+    let expiry_us = cut_done_us + LEASE_MS * 1000;
+    let on_primary = |o: &&Op| {
+        o.node == Some(primary)
+            && o.status == Status::Ok
+            && o.start_us >= cut_us
+            && o.start_us < heal_us
+    };
+    let minority_writes: Vec<&Op> = ops.iter().filter(|o| o.write).filter(on_primary).collect();
+    let acks_after_lease = minority_writes
+        .iter()
+        .filter(|o| o.start_us > expiry_us)
+        .count() as u64;
+    let reads_after_lease = ops
+        .iter()
+        .filter(|o| !o.write)
+        .filter(on_primary)
+        .filter(|o| o.start_us > expiry_us)
+        .count() as u64;
+    let finals = finals(seeds, &keys)?;
+    let minority_finals = finals
+        .values()
+        .filter(|v| v.is_some_and(|v| v >> 40 == 1))
+        .count() as u64;
+    let majority_writable_ms = ops
+        .iter()
+        .filter(|o| {
+            o.write
+                && o.client == 2
+                && o.status == Status::Ok
+                && o.node != Some(primary)
+                && o.start_us >= cut_us
+        })
+        .map(|o| (o.end_us - cut_us) / 1000)
+        .min();
+    Ok(SplitBrain {
+        primary,
+        partition_ms: (cut_us / 1000, heal_us / 1000),
+        minority_acks: minority_writes.len() as u64,
+        last_minority_ack_ms: minority_writes
+            .iter()
+            .map(|o| (o.start_us - cut_us) / 1000)
+            .max(),
+        acks_after_lease,
+        reads_after_lease,
+        minority_finals,
+        verdict: check(&ops, &finals),
+        majority_writable_ms,
+    })
+}
+
+/// One `kill -9` trial's result.
+#[derive(Debug)]
+pub struct LostWrites {
+    /// The killed primary.
+    pub primary: SocketAddr,
+    /// Writes acknowledged in the trial.
+    pub acked: u64,
+    /// Acknowledged writes lost.
+    pub lost: u64,
+    /// Keys holding a value no write produced, or a refused one.
+    pub phantoms: u64,
+    /// How long before the kill the earliest lost write was acknowledged (ms): the window
+    /// of asynchronous replication.
+    pub window_ms: Option<f64>,
+    /// From the kill to the first write acknowledged by another node (ms).
+    pub recovery_ms: Option<u64>,
+    /// Writes that ran out of the retry budget.
+    pub failed: u64,
+    /// Reads that returned an overwritten value.
+    pub stale_reads: u64,
+}
+
+/// Writers (each owning its keys, all in one primary's slots) write as fast as they can, with
+/// `WAIT 1` after each write when `wait`; the primary is killed with `kill -9` after a second;
+/// after three more seconds the final values are checked against what was acknowledged. The
+/// killed node is restarted and the cluster waited on before returning.
+pub fn lost_writes(
+    cluster: &mut Cluster,
+    wait: bool,
+    writers: u32,
+    keys_per_writer: usize,
+) -> Result<LostWrites> {
+    let mut rng = rand::thread_rng();
+    let (p, topology) = pick_primary(cluster, &mut rng)?;
+    let primary = cluster.nodes[p].addr();
+    let primary_id = topology
+        .by_addr(primary)
+        .context("primary in topology")?
+        .id
+        .clone();
+    let prefix = format!("lw{}-", rng.gen::<u32>());
+    let keys = Arc::new(keys_of(
+        &topology,
+        &primary_id,
+        &prefix,
+        keys_per_writer * writers as usize,
+    ));
+    let seeds = cluster.addrs();
+    let clock = Clock(Instant::now());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for w in 0..writers {
+        let (keys, stop, seeds) = (keys.clone(), stop.clone(), seeds.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut client = ClusterClient::new(seeds, Budget::default());
+            let mut ops = Vec::new();
+            let mut seq = 0u64;
+            let mine = w as usize * keys_per_writer;
+            while !stop.load(Ordering::Relaxed) {
+                seq += 1;
+                let key = mine + seq as usize % keys_per_writer;
+                let value = value_of(w + 1, seq);
+                let start_us = clock.us();
+                let outcome = client.set(
+                    keys[key].as_bytes(),
+                    value.to_string().as_bytes(),
+                    u32::from(wait),
+                );
+                ops.push(record_write(
+                    w + 1,
+                    key as u32,
+                    value,
+                    start_us,
+                    clock,
+                    &outcome,
+                ));
+            }
+            ops
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let kill_us = clock.us();
+    cluster.nodes[p].kill();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let mut ops = Vec::new();
+    for t in threads {
+        ops.extend(t.join().map_err(|_| anyhow::anyhow!("writer panicked"))?);
+    }
+    let recovery_ms = ops
+        .iter()
+        .filter(|o| o.status == Status::Ok && o.end_us > kill_us && o.node != Some(primary))
+        .map(|o| (o.end_us - kill_us) / 1000)
+        .min();
+    let finals = finals(seeds, &keys)?;
+    let verdict = check(&ops, &finals);
+    cluster.nodes[p].start()?;
+    cluster.wait_healthy(Duration::from_secs(30))?;
+    Ok(LostWrites {
+        primary,
+        acked: verdict.acked_writes,
+        lost: verdict.lost.len() as u64,
+        phantoms: verdict.phantoms.len() as u64,
+        window_ms: verdict
+            .lost
+            .iter()
+            .map(|l| kill_us.saturating_sub(l.acked_us) as f64 / 1000.0)
+            .reduce(f64::max),
+        recovery_ms,
+        failed: ops.iter().filter(|o| o.status != Status::Ok).count() as u64,
+        stale_reads: verdict.stale_reads,
+    })
+}
+
+/// A fault the availability run injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `kill -9`, restarted after the hold.
+    Kill,
+    /// `SIGSTOP`, `SIGCONT` after the hold.
+    Pause,
+    /// Cut off from every other node, healed after the hold.
+    Partition,
+}
+
+/// One injected fault.
+#[derive(Debug, Clone)]
+pub struct Injected {
+    /// What.
+    pub fault: Fault,
+    /// On which node.
+    pub node: SocketAddr,
+    /// Its role then: primary, replica, and whether it led Raft.
+    pub role: String,
+    /// When it began and when the cluster was whole again (ms from the start).
+    pub window_ms: (u64, u64),
+}
+
+/// What the availability run saw.
+#[derive(Debug)]
+pub struct Availability {
+    /// Operations issued.
+    pub ops: u64,
+    /// Operations that did not succeed within the retry budget.
+    pub failed: u64,
+    /// Operations that needed more than one attempt.
+    pub retried: u64,
+    /// Latency of successful operations, in µs: p50, p99, p99.9, max.
+    pub latency_us: [u64; 4],
+    /// p99 (µs) of operations outside every fault window, and how many those were.
+    pub quiet_p99_us: u64,
+    /// Operations outside every fault window.
+    pub quiet_ops: u64,
+    /// The faults, in order.
+    pub faults: Vec<Injected>,
+    /// The history checker's verdict.
+    pub verdict: Verdict,
+    /// How long the run lasted.
+    pub elapsed: Duration,
+}
+
+impl Availability {
+    /// Successful operations over all, in percent.
+    pub fn percent(&self) -> f64 {
+        100.0 * (self.ops - self.failed) as f64 / self.ops.max(1) as f64
+    }
+}
+
+/// The shape of an availability run.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// How long faults are injected.
+    pub duration: Duration,
+    /// Retrying clients.
+    pub clients: u32,
+    /// Operations per second, all clients together: half reads, half writes.
+    pub rate: u32,
+    /// Keys, chosen uniformly.
+    pub keys: usize,
+    /// How long a fault lasts before it is healed.
+    pub hold: Duration,
+    /// Quiet time after the cluster is whole again, before the next fault.
+    pub quiet: Duration,
+}
+
+/// Random faults (a kill, a pause or a partition of a random node, one at a time, each held
+/// for `plan.hold` and then healed, the next only after the cluster is whole again and
+/// `plan.quiet` has passed) under load from retrying clients.
+pub fn availability(
+    cluster: &mut Cluster,
+    partitions: &Partitions,
+    plan: Plan,
+    mut log: impl FnMut(&Injected),
+) -> Result<Availability> {
+    let Plan {
+        duration,
+        clients,
+        rate,
+        keys,
+        hold,
+        quiet,
+    } = plan;
+    let mut rng = rand::thread_rng();
+    let names: Arc<Vec<String>> = Arc::new((0..keys).map(|i| format!("av{i}")).collect());
+    let seeds = cluster.addrs();
+    let clock = Clock(Instant::now());
+    let stop = Arc::new(AtomicBool::new(false));
+    let interval = Duration::from_secs_f64(f64::from(clients) / f64::from(rate.max(1)));
+    let mut threads = Vec::new();
+    for c in 0..clients {
+        let (names, stop, seeds) = (names.clone(), stop.clone(), seeds.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(c));
+            let mut client = ClusterClient::new(seeds, Budget::default());
+            let mut ops = Vec::new();
+            let mut retried = 0u64;
+            let mut next = Instant::now();
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                if next > now {
+                    std::thread::sleep(next - now);
+                }
+                next = next.max(now - interval * 10) + interval;
+                seq += 1;
+                let key = rng.gen_range(0..names.len());
+                let write = rng.gen_bool(0.5);
+                let before = client.retries;
+                let start_us = clock.us();
+                let op = if write {
+                    let value = value_of(c + 1, seq);
+                    let outcome =
+                        client.set(names[key].as_bytes(), value.to_string().as_bytes(), 0);
+                    record_write(c + 1, key as u32, value, start_us, clock, &outcome)
+                } else {
+                    let outcome = client.get(names[key].as_bytes());
+                    let (status, value, node) = match &outcome {
+                        Outcome::Done(Reply::Error(_), at) => (Status::Refused, None, Some(*at)),
+                        Outcome::Done(r, at) => (Status::Ok, parse_value(r), Some(*at)),
+                        Outcome::Failed(_) => (Status::Unknown, None, None),
+                    };
+                    Op {
+                        client: c + 1,
+                        key: key as u32,
+                        write: false,
+                        value,
+                        start_us,
+                        end_us: clock.us(),
+                        status,
+                        node,
+                    }
+                };
+                if client.retries > before {
+                    retried += 1;
+                }
+                ops.push(op);
+            }
+            (ops, retried)
+        }));
+    }
+
+    let roles = |cluster: &Cluster, addr: SocketAddr| -> String {
+        match cluster.topology() {
+            Ok(t) => match t.by_addr(addr) {
+                Some(n) => format!(
+                    "{}{}",
+                    if n.primary { "primary" } else { "replica" },
+                    if n.id == t.leader {
+                        ", Raft leader"
+                    } else {
+                        ""
+                    }
+                ),
+                None => "unknown".into(),
+            },
+            Err(_) => "unknown".into(),
+        }
+    };
+    let mut faults = Vec::new();
+    let started = Instant::now();
+    std::thread::sleep(quiet);
+    while started.elapsed() + hold < duration {
+        let fault = *[Fault::Kill, Fault::Pause, Fault::Partition]
+            .choose(&mut rng)
+            .expect("three faults");
+        let i = rng.gen_range(0..cluster.nodes.len());
+        let node = cluster.nodes[i].addr();
+        let role = roles(cluster, node);
+        let begin = clock.us() / 1000;
+        match fault {
+            Fault::Kill => cluster.nodes[i].kill(),
+            Fault::Pause => cluster.nodes[i].pause()?,
+            Fault::Partition => {
+                let others: Vec<&str> = cluster
+                    .nodes
+                    .iter()
+                    .filter(|n| n.addr() != node)
+                    .map(|n| n.ip.as_str())
+                    .collect();
+                partitions.isolate(&cluster.nodes[i].ip, &others)?;
+            }
+        }
+        std::thread::sleep(hold);
+        match fault {
+            Fault::Kill => cluster.nodes[i].start()?,
+            Fault::Pause => cluster.nodes[i].resume()?,
+            Fault::Partition => partitions.heal()?,
+        }
+        cluster.wait_healthy(Duration::from_secs(60))?;
+        let injected = Injected {
+            fault,
+            node,
+            role,
+            window_ms: (begin, clock.us() / 1000),
+        };
+        log(&injected);
+        faults.push(injected);
+        std::thread::sleep(quiet);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut ops = Vec::new();
+    let mut retried = 0;
+    for t in threads {
+        let (o, r) = t.join().map_err(|_| anyhow::anyhow!("client panicked"))?;
+        ops.extend(o);
+        retried += r;
+    }
+    let elapsed = started.elapsed();
+    let written: Vec<u32> = {
+        let mut k: Vec<u32> = ops.iter().filter(|o| o.write).map(|o| o.key).collect();
+        k.sort_unstable();
+        k.dedup();
+        k
+    };
+    let finals_list: Vec<String> = written.iter().map(|&k| names[k as usize].clone()).collect();
+    let read = finals(seeds, &finals_list)?;
+    let finals: HashMap<u32, Option<u64>> = written
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| (k, read.get(&(i as u32)).copied().flatten()))
+        .collect();
+    let verdict = check(&ops, &finals);
+
+    let mut all = Histogram::<u64>::new(3)?;
+    let mut quiet_hist = Histogram::<u64>::new(3)?;
+    let windows: Vec<(u64, u64)> = faults
+        .iter()
+        .map(|f| (f.window_ms.0 * 1000, f.window_ms.1 * 1000))
+        .collect();
+    for o in ops.iter().filter(|o| o.status == Status::Ok) {
+        let latency = o.end_us - o.start_us;
+        all.record(latency.max(1))?;
+        if !windows
+            .iter()
+            .any(|&(a, b)| o.start_us <= b && o.end_us >= a)
+        {
+            quiet_hist.record(latency.max(1))?;
+        }
+    }
+    Ok(Availability {
+        ops: ops.len() as u64,
+        failed: ops.iter().filter(|o| o.status != Status::Ok).count() as u64,
+        retried,
+        latency_us: [
+            all.value_at_quantile(0.5),
+            all.value_at_quantile(0.99),
+            all.value_at_quantile(0.999),
+            all.max(),
+        ],
+        quiet_p99_us: quiet_hist.value_at_quantile(0.99),
+        quiet_ops: quiet_hist.len(),
+        faults,
+        verdict,
+        elapsed,
+    })
+}
