@@ -22,6 +22,10 @@ use crate::resp::{Conn, Reply};
 /// The write lease a primary holds after its last grant (the node's default), in ms.
 pub const LEASE_MS: u64 = 400;
 
+/// How far a node's millisecond clocks (wall and monotonic, truncated) may put a lease's end
+/// past the exact time.
+pub const CLOCK_MARGIN_MS: u64 = 5;
+
 /// Microseconds since a run started.
 #[derive(Clone, Copy)]
 struct Clock(Instant);
@@ -247,8 +251,9 @@ pub fn split_brain(
     );
     cluster.wait_healthy(Duration::from_secs(30))?;
 
-    // The lease was granted by a ping sent before the rule went in: it ends by then + lease.
-    let expiry_us = cut_done_us + LEASE_MS * 1000;
+    // The last lease was granted by a ping sent before the rule went in: it ends by then +
+    // lease, give or take the nodes' millisecond clocks (a few ms of margin).
+    let expiry_us = cut_done_us + (LEASE_MS + CLOCK_MARGIN_MS) * 1000;
     let on_primary = |o: &&Op| {
         o.node == Some(primary)
             && o.status == Status::Ok
