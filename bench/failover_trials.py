@@ -14,6 +14,14 @@ and 21200-21205, 21300-... (Redis), bus ports 10000 higher, below the ephemeral 
 
 A background writer keeps 200 writes/s going on other keys the whole time, so the cluster is
 under (light) load. Prints one line per trial, then p50 and max.
+
+  python3 bench/failover_trials.py --manual --trials 10        # CLUSTER FAILOVER instead
+
+With --manual, each trial sends `CLUSTER FAILOVER` to a random replica instead of killing its
+primary, then `SET <key> <n>` for a key of that shard to the replica every millisecond until
+it answers +OK (it answers -MOVED while it is still a replica): the time from the command to
+the first write acknowledged by the new primary. Nothing is killed; the trial ends once the old
+primary has synced as a replica of the new one.
 """
 import argparse
 import os
@@ -162,6 +170,34 @@ def trial(c, n):
             return float("inf")
 
 
+def replicas(c):
+    return [p for p in c.ports if p in c.procs and "role:slave" in info(p, "replication")]
+
+
+def trial_manual(c, n):
+    replica = random.choice(replicas(c))
+    old = int(info(replica, "replication").split("master_port:")[1].split()[0])
+    key = owned_key(old)
+    t0 = time.monotonic()
+    reply = call(replica, "CLUSTER", "FAILOVER")
+    if reply != "+OK":
+        raise SystemExit(f"CLUSTER FAILOVER on {replica}: {reply}")
+    while True:
+        if call(replica, "SET", key, str(n), timeout=0.2) == "+OK":
+            took = time.monotonic() - t0
+            break
+        if time.monotonic() - t0 > 30:
+            return float("inf")
+        time.sleep(0.001)
+    for _ in range(1000):
+        r = info(old, "replication")
+        if "role:slave" in r and f"master_port:{replica}" in r and "master_link_status:up" in r:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    return took
+
+
 def load(c, stop):
     i = 0
     while not stop.is_set():
@@ -171,7 +207,7 @@ def load(c, stop):
         time.sleep(0.03)
 
 
-def measure(kind, base, trials, node_timeout=None):
+def measure(kind, base, trials, node_timeout=None, manual=False):
     c = Cluster(kind, base, node_timeout)
     try:
         c.create()
@@ -181,9 +217,11 @@ def measure(kind, base, trials, node_timeout=None):
         t.start()
         times = []
         for n in range(trials):
-            took = trial(c, n)
+            took = trial_manual(c, n) if manual else trial(c, n)
             times.append(took)
-            print(f"{kind}{'' if node_timeout is None else f' (node timeout {node_timeout} ms)'} trial {n + 1}: {took:.3f} s", flush=True)
+            label = kind + ("" if node_timeout is None else f" (node timeout {node_timeout} ms)")
+            label += " CLUSTER FAILOVER" if manual else ""
+            print(f"{label} trial {n + 1}: {took:.3f} s", flush=True)
         stop.set()
         return times
     finally:
@@ -195,17 +233,22 @@ def main():
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--redis", type=int, action="append", default=[], help="also Redis Cluster with this node timeout (ms)")
     ap.add_argument("--redis-trials", type=int, default=5)
+    ap.add_argument("--manual", action="store_true",
+                    help="CLUSTER FAILOVER to a replica instead of kill -9 of its primary")
     a = ap.parse_args()
     results = {}
+    suffix = " CLUSTER FAILOVER" if a.manual else ""
     if a.trials > 0:
-        results["ringcache"] = measure("ringcache", 21100, a.trials)
+        results["ringcache" + suffix] = measure("ringcache", 21100, a.trials, manual=a.manual)
     for t in a.redis:
-        results[f"redis (node timeout {t} ms)"] = measure("redis", 21200 + 100 * a.redis.index(t), a.redis_trials, t)
+        results[f"redis (node timeout {t} ms){suffix}"] = measure(
+            "redis", 21200 + 100 * a.redis.index(t), a.redis_trials, t, manual=a.manual)
     print()
-    print("| system | trials | p50 s | max s |")
+    unit, scale = ("ms", 1000) if a.manual else ("s", 1)
+    print(f"| system | trials | p50 {unit} | max {unit} |")
     print("|---|---|---|---|")
     for name, times in results.items():
-        print(f"| {name} | {len(times)} | {statistics.median(times):.3f} | {max(times):.3f} |")
+        print(f"| {name} | {len(times)} | {statistics.median(times) * scale:.3f} | {max(times) * scale:.3f} |")
     return 0
 
 

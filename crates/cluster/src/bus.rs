@@ -26,12 +26,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::placement::NodeId;
+use crate::placement::{NodeId, ShardId};
 use crate::raft::TypeConfig;
 use crate::topology::{Change, ClusterState};
 
 /// The bus protocol version this build speaks.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// The largest frame accepted: a forwarded request of the largest value, with room.
 pub const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
 const MAGIC: [u8; 2] = *b"RC";
@@ -124,6 +124,38 @@ pub enum Request {
         /// Replicas per shard.
         replicas: usize,
     },
+    /// `CLUSTER FAILOVER` on a replica: asks the Raft leader to promote it. Answered `Ok` once
+    /// the failover has started; it goes on in the background.
+    ManualFailover {
+        /// The replica to promote.
+        replica: NodeId,
+        /// `FORCE` (or `TAKEOVER`): don't coordinate with the primary, wait out its leases.
+        force: bool,
+    },
+    /// The leader asks a shard's primary to stop taking writes (held until the pause ends)
+    /// for a graceful failover; answered with [`Response::Paused`].
+    PauseWrites {
+        /// The shard the receiver must be the primary of.
+        shard: ShardId,
+        /// The longest the pause may last before the primary checks, through Raft, whether
+        /// the failover happened.
+        pause_ms: u32,
+    },
+    /// The leader abandons a graceful failover: the primary takes writes again.
+    ResumeWrites {
+        /// The shard.
+        shard: ShardId,
+    },
+    /// The leader asks a replica to apply its primary's stream up to `offset`, waiting up to
+    /// `timeout_ms`; answered `Ok` once it has, `Refused` if it couldn't.
+    CatchUp {
+        /// The primary's backlog id.
+        repl_id: u64,
+        /// The offset to reach (everything before it applied).
+        offset: u64,
+        /// How long to wait.
+        timeout_ms: u32,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -184,6 +216,13 @@ pub enum Response {
     },
     /// The cluster was created (its id), or why not.
     Created(Result<String, String>),
+    /// The primary has stopped taking writes; its stream position at that moment.
+    Paused {
+        /// Its backlog id.
+        repl_id: u64,
+        /// Every write it acknowledged is before this offset.
+        offset: u64,
+    },
 }
 
 /// One change of a replication stream.

@@ -24,6 +24,15 @@
 //!
 //! With the defaults, a primary killed at `t` stops being granted at about `t + 150 ms` and is
 //! replaced at about `t + 650 ms`, plus a Raft commit.
+//!
+//! **Manual failover** (`CLUSTER FAILOVER` on a replica, see [`manual_target`]) comes in two
+//! kinds. The graceful one pauses the primary's writes and promotes the replica once it has
+//! applied every write the primary acknowledged (the coordination is in `node.rs`). `FORCE`
+//! doesn't talk to the primary: the leader stops granting it leases ([`Detector::withhold`])
+//! and promotes the replica once [`Detector::leases_out`] holds, by the same reasoning as
+//! above, so even a live primary can't take writes alongside the new one. `TAKEOVER` is the
+//! same as `FORCE` here: Redis's takeover bumps an epoch without the other primaries' votes,
+//! but ringcache's topology only changes through a Raft commit, so there is nothing to skip.
 
 use std::collections::BTreeMap;
 
@@ -76,6 +85,8 @@ struct Peer {
     last_grant: Option<u64>,
     /// Its replication offset, as its last answer said.
     offset: u64,
+    /// Grants are withheld (a forced manual failover is waiting out its leases).
+    withheld: bool,
 }
 
 /// The leader's view of every member's liveness.
@@ -117,6 +128,9 @@ impl Detector {
             return false;
         }
         let p = self.peers.entry(node).or_default();
+        if p.withheld {
+            return false;
+        }
         // A node never heard from yet gets a grant: the first ping is what proves it alive,
         // and the failover rule counts from the last grant anyway.
         let fresh = match p.last_ack {
@@ -131,17 +145,36 @@ impl Detector {
 
     /// Whether `node` is judged failed at `now` (and every lease it held has run out).
     pub fn failed(&self, node: NodeId, now: u64) -> bool {
+        let p = self.peers.get(&node).copied().unwrap_or_default();
+        let silent = p
+            .last_ack
+            .is_none_or(|ack| now.saturating_sub(ack) >= self.timing.suspect_ms);
+        silent && self.leases_out(node, now)
+    }
+
+    /// Whether every lease `node` could hold has run out at `now`: the last grant of this
+    /// leader, and any grant of an earlier leader (conditions 2 and 3 of the module docs).
+    pub fn leases_out(&self, node: NodeId, now: u64) -> bool {
         let t = self.timing;
         let expiry = t.lease_ms + t.drift_margin_ms;
         if now.saturating_sub(self.since) < expiry + t.quorum_fresh_ms {
             return false;
         }
         let p = self.peers.get(&node).copied().unwrap_or_default();
-        let silent = p
-            .last_ack
-            .is_none_or(|ack| now.saturating_sub(ack) >= t.suspect_ms);
-        let expired = p.last_grant.is_none_or(|g| now.saturating_sub(g) >= expiry);
-        silent && expired
+        p.last_grant.is_none_or(|g| now.saturating_sub(g) >= expiry)
+    }
+
+    /// Stops granting `node` leases until [`Detector::release`] (a forced failover waits for
+    /// [`Detector::leases_out`]).
+    pub fn withhold(&mut self, node: NodeId) {
+        self.peers.entry(node).or_default().withheld = true;
+    }
+
+    /// Grants `node` leases again, as [`Detector::grant`] allows.
+    pub fn release(&mut self, node: NodeId) {
+        if let Some(p) = self.peers.get_mut(&node) {
+            p.withheld = false;
+        }
     }
 
     /// The last offset `node` reported.
@@ -177,6 +210,25 @@ pub fn plan(state: &ClusterState, detector: &Detector, now: u64) -> Vec<(Shard, 
         }
     }
     out
+}
+
+/// Why `CLUSTER FAILOVER` can't start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManualRefusal {
+    /// The node is a primary, a spare, or in no cluster: Redis's "You should send CLUSTER
+    /// FAILOVER to a replica".
+    NotAReplica,
+    /// The shard's primary is no member (it left): nothing to coordinate with.
+    NoPrimary,
+}
+
+/// The shard whose replica `replica` is, for a manual failover, or why there is none.
+pub fn manual_target(state: &ClusterState, replica: NodeId) -> Result<Shard, ManualRefusal> {
+    match state.seat_of(replica) {
+        Some((shard, false)) if state.members.contains_key(&shard.primary) => Ok(shard.clone()),
+        Some((_, false)) => Err(ManualRefusal::NoPrimary),
+        _ => Err(ManualRefusal::NotAReplica),
+    }
 }
 
 /// Repairs to commit at `now`: for each replica judged failed, a live spare (a member with no
@@ -357,6 +409,53 @@ mod tests {
         let planned = repairs(&s, &d, now);
         assert_eq!(planned.len(), 1);
         assert_eq!((planned[0].1, planned[0].2), (R1, 9));
+    }
+
+    #[test]
+    fn a_withheld_primary_gets_no_grant_and_its_leases_are_out_after_lease_and_margin() {
+        let t = Timing::default();
+        let mut d = Detector::new(t, 0);
+        run(&mut d, 0, 2000, 0, &[]);
+        let last = d.peers[&P].last_grant.expect("granted");
+        d.withhold(P);
+        // P still answers every ping, yet is granted nothing more.
+        run(&mut d, 2000, 2300, 0, &[]);
+        assert_eq!(d.peers[&P].last_grant, Some(last));
+        assert!(!d.leases_out(P, last + t.lease_ms));
+        assert!(d.leases_out(P, last + t.lease_ms + t.drift_margin_ms));
+        // Its leases are out, but it answered 200 ms ago: not failed. Only the manual
+        // failover that withheld the grants promotes its replica.
+        let now = last + t.lease_ms + t.drift_margin_ms;
+        assert!(d.leases_out(P, now) && !d.failed(P, now));
+        d.release(P);
+        assert!(d.grant(P, 2300, Some(10)));
+    }
+
+    #[test]
+    fn a_new_leaders_forced_failover_waits_out_its_predecessors_grants() {
+        let t = Timing::default();
+        let mut d = Detector::new(t, 10_000);
+        d.withhold(P);
+        assert!(!d.grant(P, 10_000, Some(0)));
+        assert!(!d.leases_out(P, 10_000 + t.lease_ms + t.drift_margin_ms));
+        assert!(d.leases_out(
+            P,
+            10_000 + t.lease_ms + t.drift_margin_ms + t.quorum_fresh_ms
+        ));
+    }
+
+    #[test]
+    fn manual_failover_is_for_replicas_only() {
+        let mut s = state();
+        assert_eq!(manual_target(&s, R1).map(|sh| sh.primary), Ok(P));
+        assert_eq!(manual_target(&s, P), Err(ManualRefusal::NotAReplica));
+        assert_eq!(manual_target(&s, 99), Err(ManualRefusal::NotAReplica));
+        s.apply(&Change::Failover {
+            shard: 0,
+            primary: R1,
+        });
+        assert_eq!(manual_target(&s, R1), Err(ManualRefusal::NotAReplica));
+        assert_eq!(manual_target(&s, P).map(|sh| sh.primary), Ok(R1));
     }
 
     #[test]

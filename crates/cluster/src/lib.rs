@@ -19,17 +19,20 @@
 //! - [`raft`]: openraft's storage (durable vote and log in the data dir) and network.
 //! - [`bus`]: framing, hello with the cluster id, multiplexed requests.
 //! - [`failover`]: failure detection, write leases, the failover decision (pure).
+//! - [`manual`]: `CLUSTER FAILOVER`: the leader pauses the primary, waits for the replica,
+//!   commits (or, forced, waits out the primary's leases).
 //! - [`node`]: a node's control plane: identity, Raft, bus server, create, propose, the
 //!   leader's ping loop.
 
 pub mod bus;
 pub mod failover;
+pub mod manual;
 pub mod node;
 pub mod placement;
 pub mod raft;
 pub mod topology;
 
-pub use node::{ClusterNode, Config, DataPlane};
+pub use node::{ClusterNode, Config, DataPlane, Forwarded};
 pub use placement::{NodeId, ShardId, SLOT_COUNT};
 pub use topology::{Change, ClusterState, Member, Shard};
 

@@ -9,6 +9,19 @@
 //!   Raft state machine ──apply──> watch<Arc<ClusterState>> ──> routing in the data plane
 //!   leader only: reconcile task (every 500 ms) keeps every member in Raft, 3 or 5 voters
 //! ```
+//!
+//! A graceful manual failover (`CLUSTER FAILOVER` on replica R of primary P), coordinated by
+//! the Raft leader:
+//!
+//! ```text
+//!   R ──ManualFailover──> leader ──PauseWrites──> P   P holds every write from now on and
+//!                           │   <──Paused{offset}──     answers with its stream offset
+//!                           ├──CatchUp{offset}──> R    R has applied everything before it
+//!                           │   <──Ok───────────────
+//!                           └──Raft: Failover{R}──> every node; P, demoted, lets its held
+//!                                                   writes run: they get -MOVED to R
+//!   R not caught up within 5 s: ResumeWrites to P, and the failover is abandoned.
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -23,28 +36,62 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{self, lock, Proto, Request, Response};
 use crate::failover::{Detector, Timing};
-use crate::placement::{self, Candidate, NodeId};
+use crate::placement::{self, Candidate, NodeId, ShardId};
 use crate::raft::{self, LogStore, Network, Peers, Raft, StateMachine};
 use crate::topology::{Applied, Change, ClusterState, Member, Shard};
 use crate::NodeStatus;
 
 /// How long one bus call may take before it counts as failed.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a graceful manual failover waits for the replica to catch up before it is
+/// abandoned (Redis's `CLUSTER_MF_TIMEOUT`).
+pub const MANUAL_FAILOVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a primary's write pause lasts at most before the primary asks Raft whether the
+/// failover happened (the leader normally ends it much sooner: the failover commits, or it
+/// sends `ResumeWrites`).
+pub const WRITE_PAUSE_MS: u32 = 10_000;
 
-/// What the data plane offers the control plane: running a forwarded request.
+/// A future the data plane answers with.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+/// What became of a forwarded request.
+#[derive(Debug)]
+pub enum Forwarded {
+    /// The owner's reply.
+    Reply(Vec<u8>),
+    /// A key's slot isn't this node's: the sender refreshes its view and retries.
+    NotOwner,
+    /// A write that arrived while this primary's writes are paused: run it again (it is
+    /// handed back) once [`DataPlane::pause_over`] resolves.
+    Held(Vec<Vec<u8>>),
+}
+
+/// What the data plane offers the control plane: running a forwarded request, and its part
+/// of replication and of manual failovers.
 pub trait DataPlane: Send + Sync + 'static {
-    /// Runs forwarded requests on this node if it owns their keys; returns each reply, or
-    /// `None` if a key's slot isn't this node's (the sender refreshes its view and retries).
-    fn forward(&self, proto: Proto, payload: Vec<Vec<u8>>) -> Option<Vec<u8>>;
+    /// Runs a forwarded request on this node if it owns its keys.
+    fn forward(&self, proto: Proto, payload: Vec<Vec<u8>>) -> Forwarded;
 
     /// This node's replication offset: a primary's stream position, a replica's applied one.
     fn repl_offset(&self) -> u64;
 
     /// Answers a replica's `ReplPull` or `ReplSnapshot`.
-    fn replication(
-        &self,
-        request: Request,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send + 'static>>;
+    fn replication(&self, request: Request) -> BoxFuture<Response>;
+
+    /// On a primary with replicas: stops taking writes for at most `pause_ms` (writes are
+    /// held, not refused) and returns its backlog id and offset once no write is running, so
+    /// every write it acknowledged is before that offset. `None` if it isn't such a primary.
+    fn pause_writes(&self, pause_ms: u64) -> Option<(u64, u64)>;
+
+    /// Ends a write pause; the held writes run (or are redirected if the node was demoted).
+    fn resume_writes(&self);
+
+    /// Resolves when no write pause is in force.
+    fn pause_over(&self) -> BoxFuture<()>;
+
+    /// On a replica: waits up to `timeout` until it has applied the stream `repl_id` up to
+    /// `offset`; whether it has.
+    fn catch_up(&self, repl_id: u64, offset: u64, timeout: Duration) -> BoxFuture<bool>;
 }
 
 /// How to start a node's control plane.
@@ -88,10 +135,12 @@ pub struct ClusterNode {
     /// This node's write lease runs until this many ms after `started` (0: never granted).
     lease_until_ms: std::sync::atomic::AtomicU64,
     /// The leader's failure detector, with the term it was created in.
-    detector: Mutex<Option<(u64, Detector)>>,
+    pub(crate) detector: Mutex<Option<(u64, Detector)>>,
     /// Members with a ping out and unanswered (leader only).
     pings_in_flight: Mutex<std::collections::HashSet<NodeId>>,
-    timing: Timing,
+    pub(crate) timing: Timing,
+    /// Leader: shards with a manual failover in progress (one at a time per shard).
+    pub(crate) manual: Mutex<BTreeSet<ShardId>>,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -212,6 +261,7 @@ impl ClusterNode {
             detector: Mutex::new(None),
             pings_in_flight: Mutex::default(),
             timing: Timing::default(),
+            manual: Mutex::default(),
         });
         tracing::info!(
             node = format!("{:016x}", node.id),
@@ -313,7 +363,12 @@ impl ClusterNode {
         }
     }
 
-    fn mono_ms(&self) -> u64 {
+    /// The current Raft term.
+    pub(crate) fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    pub(crate) fn mono_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
@@ -491,20 +546,45 @@ impl ClusterNode {
     /// Proposes a change and waits until it is committed and applied; returns the new epoch.
     /// Sent to the leader over the bus when this node isn't the leader.
     pub async fn propose(&self, change: Change) -> Result<u64, String> {
+        self.propose_retrying(change).await.map_err(|r| match r {
+            Retry::Yes(why) | Retry::No(why) => why,
+        })
+    }
+
+    /// As [`ClusterNode::propose`], telling a refusal (`Retry::No`: the state is unchanged)
+    /// from a proposal whose fate is unknown (`Retry::Yes`: it may still commit).
+    pub(crate) async fn propose_retrying(&self, change: Change) -> Result<u64, Retry> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let attempt = self.propose_once(change.clone()).await;
             match attempt {
                 Ok(epoch) => return Ok(epoch),
-                Err(Retry::No(why)) => return Err(why),
+                Err(Retry::No(why)) => return Err(Retry::No(why)),
                 Err(Retry::Yes(why)) => {
                     if tokio::time::Instant::now() > deadline {
-                        return Err(why);
+                        return Err(Retry::Yes(why));
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
+    }
+
+    /// Commits a change that changes nothing (this node's own member record, as the state
+    /// has it) and waits until this node has applied it. Afterwards `state()` holds every
+    /// change committed before the call, and a proposal that was in doubt before it has
+    /// either been applied or can never commit (Raft: an entry not in the log of the leader
+    /// that committed this one is overwritten, §5.4.2). Returns the epoch.
+    pub async fn sync_topology(&self) -> Result<u64, String> {
+        let me = self
+            .state()
+            .members
+            .get(&self.id)
+            .cloned()
+            .unwrap_or_else(|| self.member.clone());
+        let epoch = self.propose(Change::Join(me)).await?;
+        self.wait_for_epoch(epoch).await;
+        Ok(epoch)
     }
 
     async fn propose_once(&self, change: Change) -> Result<u64, Retry> {
@@ -544,7 +624,7 @@ impl ClusterNode {
             tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|s| s.epoch >= epoch)).await;
     }
 
-    fn raft_addr(&self, id: NodeId) -> Option<String> {
+    pub(crate) fn raft_addr(&self, id: NodeId) -> Option<String> {
         let metrics = self.raft.metrics().borrow().clone();
         metrics
             .membership_config
@@ -753,8 +833,11 @@ impl ClusterNode {
     }
 }
 
-enum Retry {
+/// Why a proposal failed.
+pub(crate) enum Retry {
+    /// It may still commit; trying again may succeed.
     Yes(String),
+    /// Refused: the state is unchanged.
     No(String),
 }
 
@@ -855,10 +938,71 @@ impl bus::Handler for ClusterNode {
                 Err(why) => refused(why),
                 Ok(()) => match self.data_plane.get() {
                     None => refused("data plane not ready".into()),
-                    Some(dp) => match dp.forward(proto, payload) {
-                        Some(reply) => Response::Forwarded(reply),
-                        None => Response::NotOwner,
-                    },
+                    Some(dp) => {
+                        let mut payload = payload;
+                        loop {
+                            match dp.forward(proto, payload) {
+                                Forwarded::Reply(reply) => break Response::Forwarded(reply),
+                                Forwarded::NotOwner => break Response::NotOwner,
+                                Forwarded::Held(held) => {
+                                    payload = held;
+                                    dp.pause_over().await;
+                                }
+                            }
+                        }
+                    }
+                },
+            },
+            Request::ManualFailover { replica, force } => match self.check_peer(&from_cluster) {
+                Err(why) => refused(why),
+                Ok(()) if self.leader() != Some(self.id) => {
+                    let leader = self
+                        .leader()
+                        .and_then(|l| self.raft_addr(l).map(|a| (l, a)));
+                    Response::NotLeader(leader)
+                }
+                Ok(()) => match self.start_manual_failover(replica, force) {
+                    Ok(()) => Response::Ok,
+                    Err(why) => refused(why),
+                },
+            },
+            Request::PauseWrites { shard, pause_ms } => match self.check_peer(&from_cluster) {
+                Err(why) => refused(why),
+                Ok(()) => match (self.state().seat_of(self.id), self.data_plane.get()) {
+                    (Some((s, true)), Some(dp)) if s.id == shard => {
+                        match dp.pause_writes(u64::from(pause_ms)) {
+                            Some((repl_id, offset)) => Response::Paused { repl_id, offset },
+                            None => refused("this primary has no replication stream".into()),
+                        }
+                    }
+                    _ => refused(format!("this node is not the primary of shard {shard}")),
+                },
+            },
+            Request::ResumeWrites { .. } => match self.check_peer(&from_cluster) {
+                Err(why) => refused(why),
+                Ok(()) => {
+                    if let Some(dp) = self.data_plane.get() {
+                        dp.resume_writes();
+                    }
+                    Response::Ok
+                }
+            },
+            Request::CatchUp {
+                repl_id,
+                offset,
+                timeout_ms,
+            } => match self.check_peer(&from_cluster) {
+                Err(why) => refused(why),
+                Ok(()) => match self.data_plane.get() {
+                    None => refused("data plane not ready".into()),
+                    Some(dp) => {
+                        let timeout = Duration::from_millis(u64::from(timeout_ms));
+                        if dp.catch_up(repl_id, offset, timeout).await {
+                            Response::Ok
+                        } else {
+                            refused(format!("did not reach offset {offset} in time"))
+                        }
+                    }
                 },
             },
         }

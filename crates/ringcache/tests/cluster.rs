@@ -1,7 +1,8 @@
 //! A real 6-node cluster of `ringcache` processes on 127.0.0.2-7: created with
 //! `ringcache cluster create`, driven by the `redis` crate's cluster client over every slot,
 //! checked for exact redirects, any-node memcached, Raft leader loss, a restart that rejoins,
-//! and a node of another cluster being refused.
+//! and a node of another cluster being refused. Smaller clusters on other addresses test
+//! replication with repair (127.0.0.11-13) and `CLUSTER FAILOVER` (127.0.0.31-33).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -556,5 +557,302 @@ fn a_replica_holds_its_primarys_writes_ttls_and_deletes_and_a_spare_replaces_it_
     drop(primary);
     drop(replica);
     drop(spare);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// What the writer of the manual failover test saw.
+#[derive(Default)]
+struct WriterLog {
+    /// `(when, node, key, value)` of every acknowledged `SET`.
+    acked: Vec<(Instant, String, String, u64)>,
+    /// Replies other than `+OK` and `-MOVED`.
+    errors: Vec<String>,
+    /// `-MOVED` redirects followed.
+    redirects: usize,
+}
+
+/// Reads one reply line (a simple string, error or integer).
+fn reply_line(reader: &mut std::io::BufReader<TcpStream>) -> std::io::Result<String> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(line.trim_end().to_string())
+}
+
+/// Writes `SET mf:{i % 64} i` for i = 1, 2, ... one at a time (each after the previous was
+/// acknowledged) until `stop`, starting at `addr` and following `-MOVED`.
+fn manual_failover_writer(
+    addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> WriterLog {
+    let mut log = WriterLog::default();
+    let connect = |addr: &str| {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        let reader = std::io::BufReader::new(s.try_clone().expect("clone"));
+        (s, reader)
+    };
+    let mut at = addr;
+    let (mut stream, mut reader) = connect(&at);
+    let mut i = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        i += 1;
+        let key = format!("mf:{}", i % 64);
+        loop {
+            let value = i.to_string();
+            let request = format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+                key.len(),
+                value.len()
+            );
+            stream.write_all(request.as_bytes()).expect("write");
+            let reply = reply_line(&mut reader).expect("reply");
+            if reply == "+OK" {
+                log.acked.push((Instant::now(), at.clone(), key.clone(), i));
+                break;
+            }
+            if let Some(rest) = reply.strip_prefix("-MOVED ") {
+                log.redirects += 1;
+                at = rest.split(' ').nth(1).expect("address").to_string();
+                (stream, reader) = connect(&at);
+                continue;
+            }
+            log.errors.push(reply);
+            break;
+        }
+    }
+    log
+}
+
+/// `CLUSTER NODES` of `node`, as (address, role, primary id) per node id.
+fn roles(node: &Node) -> std::collections::BTreeMap<String, (String, String, String)> {
+    let text = node.raw("CLUSTER NODES\r\n");
+    text.lines()
+        .filter(|l| l.contains(" connected"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let role = if f[2].contains("slave") {
+                "slave"
+            } else {
+                "master"
+            };
+            let addr = f[1].split('@').next().unwrap_or_default().to_string();
+            (f[0].to_string(), (addr, role.to_string(), f[3].to_string()))
+        })
+        .collect()
+}
+
+fn node_id(node: &Node) -> String {
+    let reply = node.raw("CLUSTER MYID\r\n");
+    reply.lines().nth(1).expect("id").to_string()
+}
+
+fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn cluster_failover_swaps_a_replica_and_its_primary_without_losing_an_acknowledged_write() {
+    let _serial = serial();
+    let root = std::env::temp_dir().join(format!("ringcache-manual-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    // One shard (a primary and a replica) and a spare: three nodes keep a Raft majority while
+    // one is down.
+    let mut nodes: Vec<Node> = (31..=33)
+        .map(|i| Node::new(&format!("127.0.0.{i}"), &root))
+        .collect();
+    for n in nodes.iter_mut() {
+        n.start();
+    }
+    let out = create(&nodes.iter().collect::<Vec<_>>(), 1);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let role_of = |n: &Node| {
+        let info = n.raw("INFO replication\r\n");
+        if info.contains("role:slave") {
+            "slave"
+        } else if info.contains("connected_slaves:1") {
+            "master"
+        } else {
+            "spare"
+        }
+    };
+    wait_until("replica synced", Duration::from_secs(10), || {
+        nodes.iter().any(|n| {
+            n.raw("INFO replication\r\n")
+                .contains("master_link_status:up")
+        })
+    });
+    let primary = nodes
+        .iter()
+        .position(|n| role_of(n) == "master")
+        .expect("primary");
+    let replica = nodes
+        .iter()
+        .position(|n| role_of(n) == "slave")
+        .expect("replica");
+    let spare = 3 - primary - replica;
+    let (primary_id, replica_id) = (node_id(&nodes[primary]), node_id(&nodes[replica]));
+
+    // Refused where Redis refuses it.
+    let to_replica = "-ERR You should send CLUSTER FAILOVER to a replica\r\n";
+    assert_eq!(nodes[primary].raw("CLUSTER FAILOVER\r\n"), to_replica);
+    assert_eq!(nodes[spare].raw("CLUSTER FAILOVER FORCE\r\n"), to_replica);
+    assert_eq!(
+        nodes[replica].raw("CLUSTER FAILOVER NOW\r\n"),
+        "-ERR syntax error\r\n"
+    );
+
+    // Graceful: a writer goes on throughout; CLUSTER FAILOVER to the replica mid-stream.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (addr, stop) = (nodes[primary].addr(), stop.clone());
+        std::thread::spawn(move || manual_failover_writer(addr, stop))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    assert_eq!(nodes[replica].raw("CLUSTER FAILOVER\r\n"), "+OK\r\n");
+    let new_primary = nodes[replica].addr();
+    wait_until(
+        "roles swapped on every node",
+        Duration::from_secs(5),
+        || {
+            nodes.iter().all(|n| {
+                let r = roles(n);
+                r.get(&replica_id)
+                    .is_some_and(|(_, role, _)| role == "master")
+                    && r.get(&primary_id)
+                        .is_some_and(|(_, role, of)| role == "slave" && *of == replica_id)
+            })
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let log = writer.join().expect("writer");
+    assert!(
+        log.errors.is_empty(),
+        "errors besides -MOVED: {:?}",
+        log.errors
+    );
+    let first_new = log
+        .acked
+        .iter()
+        .find(|(t, at, _, _)| *t > asked && *at == new_primary)
+        .expect("a write acknowledged by the new primary");
+    let gap = log
+        .acked
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "manual failover: {} writes acknowledged, {} redirects; first write on the new primary \
+         {:?} after CLUSTER FAILOVER; longest gap between acknowledgements {gap:?}",
+        log.acked.len(),
+        log.redirects,
+        first_new.0 - asked
+    );
+    assert!(log
+        .acked
+        .iter()
+        .any(|(_, at, _, _)| *at == nodes[primary].addr()));
+    // Every acknowledged value is on the new primary: the last one of each key is its value.
+    let mut last = std::collections::BTreeMap::new();
+    for (_, _, key, value) in &log.acked {
+        last.insert(key.clone(), *value);
+    }
+    let reads = |n: &Node, readonly: bool| {
+        let mut request = String::from(if readonly { "READONLY\r\n" } else { "" });
+        for key in last.keys() {
+            request.push_str(&format!("GET {key}\r\n"));
+        }
+        exchange(&n.ip, n.port, &request)
+    };
+    let mut expected = String::new();
+    for value in last.values() {
+        expected.push_str(&format!("${}\r\n{value}\r\n", value.to_string().len()));
+    }
+    assert_eq!(
+        reads(&nodes[replica], false),
+        expected,
+        "the new primary lost writes"
+    );
+    // The old primary follows the new one and has caught up.
+    wait_until("old primary synced", Duration::from_secs(5), || {
+        let info = nodes[primary].raw("INFO replication\r\n");
+        info.contains("role:slave")
+            && info.contains(&format!("master_port:{}", nodes[replica].port))
+            && info.contains("master_link_status:up")
+    });
+    assert_eq!(
+        exchange(&nodes[replica].ip, nodes[replica].port, "WAIT 1 5000\r\n"),
+        ":1\r\n"
+    );
+    assert_eq!(format!("+OK\r\n{expected}"), reads(&nodes[primary], true));
+    assert_eq!(nodes[replica].raw("CLUSTER FAILOVER\r\n"), to_replica);
+
+    // FORCE with the primary alive: no coordination, its leases run out, the roles swap.
+    let (primary, replica) = (replica, primary);
+    let (primary_id, replica_id) = (replica_id, primary_id);
+    let asked = Instant::now();
+    assert_eq!(nodes[replica].raw("CLUSTER FAILOVER FORCE\r\n"), "+OK\r\n");
+    let took = wait_until("forced failover", Duration::from_secs(3), || {
+        roles(&nodes[spare])
+            .get(&replica_id)
+            .is_some_and(|(_, role, _)| role == "master")
+    });
+    eprintln!("CLUSTER FAILOVER FORCE, primary alive: roles swapped after {took:?}");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(400),
+        "leases were waited out"
+    );
+    assert!(roles(&nodes[primary])
+        .get(&primary_id)
+        .is_some_and(|(_, role, of)| role == "slave" && *of == replica_id));
+
+    // FORCE after kill -9 of the primary (TAKEOVER is the same). The graceful kind is refused
+    // once the replica has seen its link go down, as in Redis.
+    let (primary, replica) = (replica, primary);
+    wait_until("replica synced", Duration::from_secs(5), || {
+        nodes[replica]
+            .raw("INFO replication\r\n")
+            .contains("master_link_status:up")
+    });
+    nodes[primary].kill();
+    let killed = Instant::now();
+    wait_until("link down", Duration::from_secs(3), || {
+        nodes[replica]
+            .raw("INFO replication\r\n")
+            .contains("master_link_status:down")
+    });
+    assert_eq!(
+        nodes[replica].raw("CLUSTER FAILOVER\r\n"),
+        "-ERR Master is down or failed, please use CLUSTER FAILOVER FORCE\r\n"
+    );
+    assert_eq!(
+        nodes[replica].raw("CLUSTER FAILOVER TAKEOVER\r\n"),
+        "+OK\r\n"
+    );
+    wait_until("writable after TAKEOVER", Duration::from_secs(3), || {
+        nodes[replica].raw("SET after force\r\n") == "+OK\r\n"
+    });
+    eprintln!(
+        "CLUSTER FAILOVER TAKEOVER after kill -9: writable {:?} after the kill",
+        killed.elapsed()
+    );
+    // Every value written survived the three failovers (each replica was in sync).
+    assert_eq!(reads(&nodes[replica], false), expected);
+    drop(nodes);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -19,18 +19,20 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use cluster::bus::{Proto, Request, Response};
-use cluster::{ClusterNode, ClusterState, NodeId};
+use cluster::{ClusterNode, ClusterState, Forwarded, NodeId};
 use command::{ClusterHook, Node, Route, Session};
 use resp::{Protocol, Reply};
 use tokio_util::sync::CancellationToken;
 
+use crate::pause::{memcache_writes, resp_writes, WritePause};
 use crate::replication::{Backlog, ReplicaLink};
 
 /// Builds the single-key command for the key at a position of a split multi-key command.
 type SplitFn = fn(&[Vec<u8>], usize) -> Vec<Vec<u8>>;
 
 /// A bus answer computed asynchronously.
-type BusAnswer = Pin<Box<dyn Future<Output = Response> + Send + 'static>>;
+type BusAnswer = BusAnswerOf<Response>;
+type BusAnswerOf<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// A reply that is computed asynchronously (forwarded to another node).
 pub type Pending = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
@@ -123,6 +125,8 @@ pub struct Glue {
     following: std::sync::Mutex<Option<(String, CancellationToken)>>,
     /// The replica's link, for INFO.
     link: Arc<std::sync::Mutex<ReplicaLink>>,
+    /// Writes paused for a graceful manual failover (this node being the primary).
+    pause: Arc<WritePause>,
 }
 
 impl Glue {
@@ -141,6 +145,7 @@ impl Glue {
             backlog_bytes,
             following: std::sync::Mutex::new(None),
             link: Arc::default(),
+            pause: Arc::default(),
         });
         let _ = node.cluster.set(glue.clone());
         control.set_data_plane(glue.clone());
@@ -167,6 +172,16 @@ impl Glue {
         &self.control
     }
 
+    /// The write pause: every request passes its gate.
+    pub fn pause(&self) -> &WritePause {
+        &self.pause
+    }
+
+    /// Whether this node's link to its primary works (a replica).
+    pub fn link_up(&self) -> bool {
+        self.link.lock().unwrap_or_else(|e| e.into_inner()).up
+    }
+
     /// Starts or stops journaling and following as this node's seat requires: a primary with
     /// replicas journals its writes into a backlog; a replica follows its primary.
     fn apply_role(&self, node: &Arc<Node>, state: &ClusterState) {
@@ -174,6 +189,11 @@ impl Glue {
         let seat = state
             .seat_of(me)
             .map(|(shard, primary)| (shard.clone(), primary));
+        // Demoted by a manual failover while paused: the routes already name the new
+        // primary, so the held writes can go (they get -MOVED).
+        if !matches!(seat, Some((_, true))) && self.pause.resume(None) {
+            tracing::info!("demoted while writes were paused: held writes are redirected");
+        }
         let journaling = matches!(&seat, Some((shard, true)) if !shard.replicas.is_empty());
         {
             let mut backlog = self.backlog.write().unwrap_or_else(|e| e.into_inner());
@@ -433,14 +453,25 @@ impl Glue {
         match target {
             Target::Down => b"SERVER_ERROR cluster down: hash slot not served\r\n".to_vec(),
             Target::Fenced => FENCED_MC.to_vec(),
-            Target::Local => {
+            Target::Local => loop {
                 let Some(node) = self.node.upgrade() else {
                     return b"SERVER_ERROR shutting down\r\n".to_vec();
                 };
-                let mut out = BytesMut::new();
-                command::memcached::execute(&node, request.clone(), node.clock.unix_ms(), &mut out);
-                out.to_vec()
-            }
+                {
+                    let pass = self.pause.enter();
+                    if !(pass.paused() && memcache_writes(request)) {
+                        let mut out = BytesMut::new();
+                        let now = node.clock.unix_ms();
+                        command::memcached::execute(&node, request.clone(), now, &mut out);
+                        return out.to_vec();
+                    }
+                }
+                // Held until the pause ends; the owner may have changed by then.
+                self.pause.wait().await;
+                if let Some(pending) = self.plan_memcache(request) {
+                    return pending.await;
+                }
+            },
             Target::Remote(bus) => {
                 let text = memcache::invariants::canonical(request);
                 match self.forward(bus, Proto::Memcache, vec![text]).await {
@@ -511,8 +542,26 @@ impl Glue {
             Target::Fenced => format!("-{FENCED}\r\n").into_bytes(),
             Target::Local => {
                 let args: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
-                self.run_resp(version, &args)
-                    .unwrap_or_else(|| b"-ERR shutting down\r\n".to_vec())
+                loop {
+                    {
+                        let pass = self.pause.enter();
+                        if !(pass.paused() && resp_writes(&args[0])) {
+                            return self
+                                .run_resp(version, &args)
+                                .unwrap_or_else(|| b"-ERR shutting down\r\n".to_vec());
+                        }
+                    }
+                    // Held until the pause ends; the owner may have changed by then.
+                    self.pause.wait().await;
+                    let protocol = if version == 3 {
+                        Protocol::Resp3
+                    } else {
+                        Protocol::Resp2
+                    };
+                    if let Some(pending) = self.plan_resp(protocol, &args) {
+                        return pending.await;
+                    }
+                }
             }
             Target::Remote(bus) => {
                 let mut payload = vec![vec![version]];
@@ -599,23 +648,42 @@ impl cluster::DataPlane for Glue {
         })
     }
 
-    fn forward(&self, proto: Proto, payload: Vec<Vec<u8>>) -> Option<Vec<u8>> {
+    fn forward(&self, proto: Proto, payload: Vec<Vec<u8>>) -> Forwarded {
         let routes = self.routes();
-        let node = self.node.upgrade()?;
+        let Some(node) = self.node.upgrade() else {
+            return Forwarded::NotOwner;
+        };
+        let pass = self.pause.enter();
         match proto {
             Proto::Resp => {
-                let (version, args) = payload.split_first()?;
+                let Some((version, args)) = payload.split_first() else {
+                    return Forwarded::NotOwner;
+                };
                 let args: Vec<Bytes> = args.iter().cloned().map(Bytes::from).collect();
-                let spec = &command::COMMANDS[command::lookup(args.first()?)?];
+                let Some(spec) = args
+                    .first()
+                    .and_then(|name| command::lookup(name))
+                    .map(|i| &command::COMMANDS[i])
+                else {
+                    return Forwarded::NotOwner;
+                };
                 let local = command::cluster::key_positions(spec, args.len())
                     .all(|p| self.target(&routes, &args[p]) == Target::Local);
                 if !local {
-                    return None;
+                    return Forwarded::NotOwner;
                 }
-                self.run_resp(version.first().copied().unwrap_or(2), &args)
+                if pass.paused() && resp_writes(&args[0]) {
+                    return Forwarded::Held(payload);
+                }
+                match self.run_resp(version.first().copied().unwrap_or(2), &args) {
+                    Some(reply) => Forwarded::Reply(reply),
+                    None => Forwarded::NotOwner,
+                }
             }
             Proto::Memcache => {
-                let text = payload.into_iter().next()?;
+                let Some(text) = payload.into_iter().next() else {
+                    return Forwarded::NotOwner;
+                };
                 let mut parser = memcache::Parser::new(memcache::Limits {
                     max_value_bytes: node.store.config().max_value_bytes,
                     ..memcache::Limits::default()
@@ -624,23 +692,92 @@ impl cluster::DataPlane for Glue {
                 let request = match parser.parse(&mut buf) {
                     Ok(Some(r)) => r,
                     Ok(None) => {
-                        return Some(b"CLIENT_ERROR incomplete forwarded request\r\n".to_vec())
+                        return Forwarded::Reply(
+                            b"CLIENT_ERROR incomplete forwarded request\r\n".to_vec(),
+                        )
                     }
-                    Err(e) => return Some(e.wire().to_vec()),
+                    Err(e) => return Forwarded::Reply(e.wire().to_vec()),
                 };
-                let glue_routes = routes;
                 let all_local = match &request {
                     memcache::Request::Get { keys, .. } => keys
                         .iter()
-                        .all(|k| self.target(&glue_routes, k) == Target::Local),
+                        .all(|k| self.target(&routes, k) == Target::Local),
                     _ => true,
                 };
                 if !all_local {
-                    return None;
+                    return Forwarded::NotOwner;
+                }
+                if pass.paused() && memcache_writes(&request) {
+                    return Forwarded::Held(vec![text]);
                 }
                 let mut out = BytesMut::new();
                 command::memcached::execute(&node, request, node.clock.unix_ms(), &mut out);
-                Some(out.to_vec())
+                Forwarded::Reply(out.to_vec())
+            }
+        }
+    }
+
+    fn pause_writes(&self, pause_ms: u64) -> Option<(u64, u64)> {
+        let backlog = self.backlog()?;
+        let (generation, offset) = self.pause.pause(|| backlog.offset());
+        tracing::info!(offset, "writes paused for a manual failover");
+        let control = self.control.clone();
+        let pause = self.pause.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            settle_pause(control, pause, generation).await;
+        });
+        Some((backlog.repl_id, offset))
+    }
+
+    fn resume_writes(&self) {
+        if self.pause.resume(None) {
+            tracing::info!("writes resumed: the manual failover was abandoned");
+        }
+    }
+
+    fn pause_over(&self) -> BusAnswerOf<()> {
+        Box::pin(self.pause.wait())
+    }
+
+    fn catch_up(&self, repl_id: u64, offset: u64, timeout: Duration) -> BusAnswerOf<bool> {
+        let link = self.link.clone();
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                {
+                    let l = link.lock().unwrap_or_else(|e| e.into_inner());
+                    if l.repl_id == repl_id && l.offset >= offset {
+                        return true;
+                    }
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    }
+}
+
+/// Ends a write pause that ran its full length without the leader ending it: first a no-op
+/// Raft commit settles whether the failover was committed (see `cluster::manual`). Demoted:
+/// `apply_role` has resumed (or will, once the routes name the new primary). Still the
+/// primary: the failover can no longer commit, so writes resume. Without a Raft majority the
+/// pause goes on (there would be no write lease anyway).
+async fn settle_pause(control: Arc<ClusterNode>, pause: Arc<WritePause>, generation: u64) {
+    while pause.current() == Some(generation) {
+        match control.sync_topology().await {
+            Ok(epoch) => {
+                let primary = matches!(control.state().seat_of(control.id), Some((_, true)));
+                if primary && pause.resume(Some(generation)) {
+                    tracing::warn!(epoch, "write pause ran out; no failover committed: resumed");
+                }
+                return;
+            }
+            Err(why) => {
+                tracing::warn!(why, "write pause ran out; can't reach Raft to settle it");
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     }

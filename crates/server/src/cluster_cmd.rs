@@ -2,7 +2,8 @@
 //!
 //! Node ids are shown as 40 hex digits (Redis's length), the 64-bit id zero-padded. The epoch
 //! shown as `cluster_current_epoch` and `config-epoch` is the topology epoch: it grows with
-//! every committed change, as clients expect.
+//! every committed change, as clients expect. `CLUSTER FAILOVER` is the one subcommand that
+//! changes the topology: it asks the Raft leader for the change.
 
 use bytes::Bytes;
 use cluster::{ClusterState, Member, NodeId};
@@ -46,8 +47,10 @@ const HELP: &[&str] = &[
     "SLOTS",
     "    Return information about slots range mappings. Each range is made of:",
     "    start, end, master and replicas IP addresses, ports and ids",
+    "FAILOVER [FORCE|TAKEOVER]",
+    "    Promote current replica node to being a master.",
     "Membership and slots are changed with `ringcache cluster ...` (agreed through Raft),",
-    "not with MEET, ADDSLOTS, SETSLOT or FAILOVER.",
+    "not with MEET, ADDSLOTS or SETSLOT.",
     "HELP",
     "    Print this help.",
 ];
@@ -96,18 +99,20 @@ pub fn run(glue: &Glue, ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         "nodes" if arity(2) => Reply::Verbatim("txt", Bytes::from(nodes(&state, me))),
         "slots" if arity(2) => slots(&state),
         "shards" if arity(2) => shards(&state),
+        "failover" if arity(2) || arity(3) => failover(glue, &state, args.get(2)),
         "meet" | "addslots" | "addslotsrange" | "delslots" | "delslotsrange" | "setslot"
-        | "forget" | "replicate" | "failover" | "reset" | "flushslots" | "bumpepoch"
-        | "set-config-epoch" => Reply::Error(
-            format!(
+        | "forget" | "replicate" | "reset" | "flushslots" | "bumpepoch" | "set-config-epoch" => {
+            Reply::Error(
+                format!(
                 "ERR CLUSTER {} is not supported: ringcache's topology is agreed through Raft; \
                  use `ringcache cluster ...`",
                 sub.to_ascii_uppercase()
             )
-            .into(),
-        ),
+                .into(),
+            )
+        }
         "help" | "myid" | "myshardid" | "info" | "keyslot" | "countkeysinslot"
-        | "getkeysinslot" | "nodes" | "slots" | "shards" => wrong_arity(),
+        | "getkeysinslot" | "nodes" | "slots" | "shards" | "failover" => wrong_arity(),
         _ => Reply::Error(
             format!(
                 "ERR unknown subcommand '{}'. Try CLUSTER HELP.",
@@ -116,6 +121,33 @@ pub fn run(glue: &Glue, ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             .into(),
         ),
     }
+}
+
+/// `CLUSTER FAILOVER [FORCE|TAKEOVER]`: Redis's checks and replies; the failover itself is
+/// asked of the Raft leader and goes on in the background (`cluster::manual`), as in Redis,
+/// which also answers `+OK` once it has started. `TAKEOVER` is `FORCE` here.
+fn failover(glue: &Glue, state: &ClusterState, option: Option<&Bytes>) -> Reply {
+    let force = match option.map(|o| o.to_ascii_lowercase()) {
+        None => false,
+        Some(o) if o == b"force" || o == b"takeover" => true,
+        Some(_) => return err("ERR syntax error"),
+    };
+    let control = glue.control().clone();
+    match state.seat_of(control.id) {
+        Some((_, false)) => {}
+        // A primary, a spare (listed as a master without slots) or a node in no cluster.
+        _ => return err("ERR You should send CLUSTER FAILOVER to a replica"),
+    }
+    if !force && !glue.link_up() {
+        return err("ERR Master is down or failed, please use CLUSTER FAILOVER FORCE");
+    }
+    tokio::spawn(async move {
+        match control.request_manual_failover(force).await {
+            Ok(()) => tracing::info!(force, "manual failover started"),
+            Err(why) => tracing::warn!(why, force, "manual failover not started"),
+        }
+    });
+    Reply::ok()
 }
 
 fn parse_slot(arg: &[u8]) -> Option<u16> {

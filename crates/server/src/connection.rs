@@ -68,6 +68,9 @@ pub enum Step {
     Close(Close),
     /// The reply comes from another node: await it, append it, go on.
     Forward(crate::cluster::Pending),
+    /// A write held while this primary's writes are paused (a manual failover): flush, await
+    /// the end of the pause, then step again (the protocol runs the held request first).
+    Hold(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
 }
 
 /// A wire protocol served over a connection: RESP or memcached text.
@@ -89,6 +92,8 @@ pub struct Resp {
     cluster: Option<Arc<Glue>>,
     /// Forward commands on keys owned elsewhere (the forwarding port).
     forward: bool,
+    /// `args` hold a request that waited for a write pause to end: run it before parsing.
+    held: bool,
 }
 
 impl Resp {
@@ -100,6 +105,7 @@ impl Resp {
             args: Vec::new(),
             cluster: None,
             forward: false,
+            held: false,
         }
     }
 
@@ -138,38 +144,49 @@ impl Protocol for Resp {
     }
 
     fn step(&mut self, node: &Node, input: &mut BytesMut, output: &mut BytesMut) -> Step {
-        match self.parser.parse(input, &mut self.args) {
-            Ok(true) => {
-                if let Some(glue) = &self.cluster {
-                    if self.args.len() == 3 && self.args[0].eq_ignore_ascii_case(b"wait") {
-                        let pending = glue.plan_wait(&self.args);
-                        self.args.clear();
-                        return Step::Forward(pending);
-                    }
-                    if self.forward {
-                        if let Some(pending) = glue.plan_resp(self.session.protocol, &self.args) {
-                            self.args.clear();
-                            return Step::Forward(pending);
-                        }
-                    }
+        if !std::mem::take(&mut self.held) {
+            match self.parser.parse(input, &mut self.args) {
+                Ok(true) => {}
+                Ok(false) => return Step::NeedMore,
+                Err(err) => {
+                    node.stats.protocol_errors.fetch_add(1, Relaxed);
+                    tracing::debug!(client = self.session.info.id, %err, "protocol error; closing");
+                    resp::Reply::error_owned(format!("ERR {err}"))
+                        .encode(self.session.protocol, output);
+                    return Step::Close(Close::ProtocolError);
                 }
-                let reply = command::execute(node, &mut self.session, &self.args);
+            }
+        }
+        if let Some(glue) = &self.cluster {
+            if self.args.len() == 3 && self.args[0].eq_ignore_ascii_case(b"wait") {
+                let pending = glue.plan_wait(&self.args);
                 self.args.clear();
-                reply.encode(self.session.protocol, output);
-                if self.session.quit {
-                    Step::Close(Close::Client)
-                } else {
-                    Step::Handled
+                return Step::Forward(pending);
+            }
+            if self.forward {
+                if let Some(pending) = glue.plan_resp(self.session.protocol, &self.args) {
+                    self.args.clear();
+                    return Step::Forward(pending);
                 }
             }
-            Ok(false) => Step::NeedMore,
-            Err(err) => {
-                node.stats.protocol_errors.fetch_add(1, Relaxed);
-                tracing::debug!(client = self.session.info.id, %err, "protocol error; closing");
-                resp::Reply::error_owned(format!("ERR {err}"))
-                    .encode(self.session.protocol, output);
-                Step::Close(Close::ProtocolError)
+        }
+        // In cluster mode the request runs holding a pass through the pause gate, so a pause
+        // can't begin while a write is half done (see `pause`).
+        let pass = self.cluster.as_ref().map(|glue| glue.pause().enter());
+        if let (Some(glue), Some(p)) = (&self.cluster, &pass) {
+            if p.paused() && crate::pause::resp_writes(&self.args[0]) {
+                self.held = true;
+                return Step::Hold(Box::pin(glue.pause().wait()));
             }
+        }
+        let reply = command::execute(node, &mut self.session, &self.args);
+        drop(pass);
+        self.args.clear();
+        reply.encode(self.session.protocol, output);
+        if self.session.quit {
+            Step::Close(Close::Client)
+        } else {
+            Step::Handled
         }
     }
 }
@@ -179,6 +196,8 @@ pub struct Memcache {
     info: Arc<ClientInfo>,
     parser: memcache::Parser,
     cluster: Option<Arc<Glue>>,
+    /// A request that waited for a write pause to end: run it before parsing.
+    held: Option<memcache::Request>,
 }
 
 impl Memcache {
@@ -189,6 +208,7 @@ impl Memcache {
             info,
             parser: memcache::Parser::new(memcache_limits(node)),
             cluster,
+            held: None,
         }
     }
 }
@@ -207,39 +227,52 @@ impl Protocol for Memcache {
     }
 
     fn step(&mut self, node: &Node, input: &mut BytesMut, output: &mut BytesMut) -> Step {
-        match self.parser.parse(input) {
-            Ok(Some(request)) => {
-                if let Some(glue) = &self.cluster {
-                    if let Some(pending) = glue.plan_memcache(&request) {
-                        return Step::Forward(pending);
+        let request = match self.held.take() {
+            Some(request) => request,
+            None => match self.parser.parse(input) {
+                Ok(Some(request)) => request,
+                Ok(None) => return Step::NeedMore,
+                Err(err) => {
+                    // As memcached: a value refused for its size also removes the old one, so
+                    // a stale value can't be read after a failed update.
+                    if let memcache::ParseError::TooLarge {
+                        invalidate: Some(key),
+                        ..
+                    } = &err
+                    {
+                        node.store.remove(key, node.clock.unix_ms());
                     }
+                    if !err.noreply() {
+                        output.extend_from_slice(err.wire());
+                    }
+                    return if err.is_fatal() {
+                        node.stats.protocol_errors.fetch_add(1, Relaxed);
+                        Step::Close(Close::ProtocolError)
+                    } else {
+                        Step::Handled
+                    };
                 }
-                match command::memcached::execute(node, request, node.clock.unix_ms(), output) {
-                    command::memcached::Flow::Continue => Step::Handled,
-                    command::memcached::Flow::Close => Step::Close(Close::Client),
-                }
+            },
+        };
+        if let Some(glue) = &self.cluster {
+            if let Some(pending) = glue.plan_memcache(&request) {
+                return Step::Forward(pending);
             }
-            Ok(None) => Step::NeedMore,
-            Err(err) => {
-                // As memcached: a value refused for its size also removes the old one, so a
-                // stale value can't be read after a failed update.
-                if let memcache::ParseError::TooLarge {
-                    invalidate: Some(key),
-                    ..
-                } = &err
-                {
-                    node.store.remove(key, node.clock.unix_ms());
-                }
-                if !err.noreply() {
-                    output.extend_from_slice(err.wire());
-                }
-                if err.is_fatal() {
-                    node.stats.protocol_errors.fetch_add(1, Relaxed);
-                    Step::Close(Close::ProtocolError)
-                } else {
-                    Step::Handled
-                }
+        }
+        let pass = self.cluster.as_ref().map(|glue| glue.pause().enter());
+        if let (Some(glue), Some(p)) = (&self.cluster, &pass) {
+            if p.paused() && crate::pause::memcache_writes(&request) {
+                let wait = Box::pin(glue.pause().wait());
+                drop(pass);
+                self.held = Some(request);
+                return Step::Hold(wait);
             }
+        }
+        let flow = command::memcached::execute(node, request, node.clock.unix_ms(), output);
+        drop(pass);
+        match flow {
+            command::memcached::Flow::Continue => Step::Handled,
+            command::memcached::Flow::Close => Step::Close(Close::Client),
         }
     }
 }
@@ -324,6 +357,19 @@ pub async fn serve(
                         {
                             return close;
                         }
+                    }
+                }
+                Step::Hold(until_resumed) => {
+                    if !output.is_empty() {
+                        if let Err(close) =
+                            flush(&node, &mut stream, &mut output, write_timeout).await
+                        {
+                            return close;
+                        }
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Close::Shutdown,
+                        _ = until_resumed => {}
                     }
                 }
                 Step::NeedMore => break None,

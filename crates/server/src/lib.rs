@@ -20,6 +20,8 @@
 //! - [`config`]: flags, environment, TOML file, defaults.
 //! - [`connection`]: the per-connection read/parse/execute/write loop.
 //! - [`metrics`] and [`admin`]: Prometheus collector and the HTTP listener.
+//! - [`cluster`], [`cluster_cmd`], [`replication`], [`pause`]: cluster mode: routing and
+//!   forwarding, `CLUSTER`, the replication stream, the write pause of a manual failover.
 
 pub mod admin;
 pub mod cluster;
@@ -27,6 +29,7 @@ pub mod cluster_cmd;
 pub mod config;
 pub mod connection;
 pub mod metrics;
+pub mod pause;
 pub mod replication;
 
 use std::net::SocketAddr;

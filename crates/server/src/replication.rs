@@ -284,7 +284,9 @@ pub struct ReplicaLink {
     pub primary: String,
     /// Whether the last exchange succeeded.
     pub up: bool,
-    /// The next offset this replica will ask for.
+    /// The primary's backlog id this replica follows (0 until a full sync is done).
+    pub repl_id: u64,
+    /// The next offset this replica will ask for (everything before it is applied).
     pub offset: u64,
     /// When the last exchange succeeded.
     pub last_io: Option<Instant>,
@@ -314,6 +316,7 @@ pub async fn follow(
     while !stop.is_cancelled() {
         let Some((repl_id, from, skip)) = synced.as_mut() else {
             // Full sync: empty, then copy every store shard of the primary.
+            lock(&link).repl_id = 0;
             node.store.clear();
             let mut skip = Vec::new();
             let mut id = None;
@@ -359,6 +362,7 @@ pub async fn follow(
                 let mut l = lock(&link);
                 l.full_syncs += 1;
                 l.up = true;
+                l.repl_id = id.unwrap_or_default();
                 l.offset = from;
                 l.last_io = Some(Instant::now());
             }
