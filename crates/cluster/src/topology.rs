@@ -81,6 +81,24 @@ pub enum Change {
         /// The spare that takes its seat.
         new: NodeId,
     },
+    /// Adds a shard of spare members, owning no slot yet.
+    AddShard(Shard),
+    /// Removes a shard that owns no slot and takes part in no migration: its nodes become
+    /// spares.
+    RemoveShard(ShardId),
+    /// Starts moving `slots` to shard `to`. Until [`Change::Handover`], the current owner
+    /// keeps serving the keys it still has and sends the rest to `to` with `-ASK`.
+    Migrate {
+        /// The slots (none already migrating, none owned by `to`).
+        slots: Vec<u16>,
+        /// The shard they go to.
+        to: ShardId,
+    },
+    /// Ends the migration of `slots`, which their old owner has drained: `to` owns them.
+    Handover {
+        /// Slots that are migrating.
+        slots: Vec<u16>,
+    },
     /// Replaces the shards and the slot table (`slots[i]` is slot i's shard).
     Layout {
         /// The shards.
@@ -88,6 +106,15 @@ pub enum Change {
         /// The owner of every slot.
         slots: Vec<ShardId>,
     },
+}
+
+/// A slot on its way from one shard to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migration {
+    /// The owner, draining it.
+    pub from: ShardId,
+    /// The shard importing it.
+    pub to: ShardId,
 }
 
 /// What applying a change did.
@@ -110,6 +137,8 @@ pub struct ClusterState {
     pub shards: BTreeMap<ShardId, Shard>,
     /// The owner of every slot; empty until the first layout.
     pub slots: Vec<ShardId>,
+    /// Slots being moved, by slot.
+    pub migrations: BTreeMap<u16, Migration>,
 }
 
 impl ClusterState {
@@ -133,6 +162,25 @@ impl ClusterState {
                         if let Some(s) = self.shards.get_mut(shard) {
                             for r in s.replicas.iter_mut().filter(|r| **r == *old) {
                                 *r = *new;
+                            }
+                        }
+                    }
+                    Change::AddShard(shard) => {
+                        self.shards.insert(shard.id, shard.clone());
+                    }
+                    Change::RemoveShard(id) => {
+                        self.shards.remove(id);
+                    }
+                    Change::Migrate { slots, to } => {
+                        for slot in slots {
+                            let from = self.slots[usize::from(*slot)];
+                            self.migrations.insert(*slot, Migration { from, to: *to });
+                        }
+                    }
+                    Change::Handover { slots } => {
+                        for slot in slots {
+                            if let Some(m) = self.migrations.remove(slot) {
+                                self.slots[usize::from(*slot)] = m.to;
                             }
                         }
                     }
@@ -192,7 +240,67 @@ impl ClusterState {
                 )),
                 Some(_) => Ok(()),
             },
+            Change::AddShard(shard) => {
+                if self.shards.contains_key(&shard.id) {
+                    return Err(format!("shard {} exists", shard.id));
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                for node in std::iter::once(&shard.primary).chain(&shard.replicas) {
+                    if !self.members.contains_key(node) || self.seat_of(*node).is_some() {
+                        return Err(format!("node {node:016x} is not a spare"));
+                    }
+                    if !seen.insert(*node) {
+                        return Err(format!("node {node:016x} holds two seats"));
+                    }
+                }
+                Ok(())
+            }
+            Change::RemoveShard(id) => {
+                if !self.shards.contains_key(id) {
+                    return Err(format!("no shard {id}"));
+                }
+                if self.slots.contains(id) {
+                    return Err(format!("shard {id} still owns slots"));
+                }
+                if self
+                    .migrations
+                    .values()
+                    .any(|m| m.to == *id || m.from == *id)
+                {
+                    return Err(format!("shard {id} takes part in a migration"));
+                }
+                Ok(())
+            }
+            Change::Migrate { slots, to } => {
+                if !self.is_laid_out() {
+                    return Err("no slot table yet".into());
+                }
+                if !self.shards.contains_key(to) {
+                    return Err(format!("no shard {to}"));
+                }
+                for slot in slots {
+                    if usize::from(*slot) >= SLOT_COUNT {
+                        return Err(format!("no slot {slot}"));
+                    }
+                    if self.migrations.contains_key(slot) {
+                        return Err(format!("slot {slot} is already migrating"));
+                    }
+                    if self.slots[usize::from(*slot)] == *to {
+                        return Err(format!("slot {slot} is already on shard {to}"));
+                    }
+                }
+                Ok(())
+            }
+            Change::Handover { slots } => {
+                match slots.iter().find(|s| !self.migrations.contains_key(s)) {
+                    Some(slot) => Err(format!("slot {slot} is not migrating")),
+                    None => Ok(()),
+                }
+            }
             Change::Layout { shards, slots } => {
+                if !self.migrations.is_empty() {
+                    return Err("slots are migrating".into());
+                }
                 if slots.len() != SLOT_COUNT {
                     return Err(format!("a slot table needs {SLOT_COUNT} entries"));
                 }
@@ -220,6 +328,20 @@ impl ClusterState {
                 Ok(())
             }
         }
+    }
+
+    /// Where `slot` is going, if it is migrating.
+    pub fn migration(&self, slot: u16) -> Option<Migration> {
+        self.migrations.get(&slot).copied()
+    }
+
+    /// Spare members: in the cluster, holding no shard seat.
+    pub fn spares(&self) -> Vec<NodeId> {
+        self.members
+            .keys()
+            .copied()
+            .filter(|id| self.seat_of(*id).is_none())
+            .collect()
     }
 
     /// Returns `true` once slots are assigned.
@@ -318,5 +440,72 @@ mod tests {
             Applied::Refused(_)
         ));
         assert_eq!(state.ranges_of(0), vec![(0, 16383)]);
+    }
+
+    #[test]
+    fn a_migration_hands_slots_over_only_when_committed_and_shards_come_and_go_empty() {
+        let mut state = ClusterState::default();
+        for id in 1..=4 {
+            state.apply(&Change::Join(member(id, 7000 + id as u16)));
+        }
+        let shard = |id, primary, replica| Shard {
+            id,
+            primary,
+            replicas: vec![replica],
+        };
+        state.apply(&Change::Layout {
+            shards: vec![shard(0, 1, 2)],
+            slots: vec![0; SLOT_COUNT],
+        });
+        assert!(matches!(
+            state.apply(&Change::AddShard(shard(1, 1, 3))),
+            Applied::Refused(_)
+        ));
+        assert!(matches!(
+            state.apply(&Change::AddShard(shard(1, 3, 4))),
+            Applied::Ok(_)
+        ));
+        assert!(matches!(
+            state.apply(&Change::Migrate {
+                slots: vec![5, 6],
+                to: 1
+            }),
+            Applied::Ok(_)
+        ));
+        // Still served by the old owner; a second migration of the same slot is refused.
+        assert_eq!(state.shard_of_slot(5).map(|s| s.id), Some(0));
+        assert_eq!(state.migration(5), Some(Migration { from: 0, to: 1 }));
+        assert!(matches!(
+            state.apply(&Change::Migrate {
+                slots: vec![6],
+                to: 1
+            }),
+            Applied::Refused(_)
+        ));
+        assert!(matches!(
+            state.apply(&Change::RemoveShard(1)),
+            Applied::Refused(_)
+        ));
+        assert!(matches!(
+            state.apply(&Change::Handover { slots: vec![5, 6] }),
+            Applied::Ok(_)
+        ));
+        assert_eq!(state.shard_of_slot(5).map(|s| s.id), Some(1));
+        assert_eq!(state.migration(5), None);
+        assert!(matches!(
+            state.apply(&Change::Handover { slots: vec![5] }),
+            Applied::Refused(_)
+        ));
+        // Back, then the empty shard goes and its nodes are spares again.
+        state.apply(&Change::Migrate {
+            slots: vec![5, 6],
+            to: 0,
+        });
+        state.apply(&Change::Handover { slots: vec![5, 6] });
+        assert!(matches!(
+            state.apply(&Change::RemoveShard(1)),
+            Applied::Ok(_)
+        ));
+        assert_eq!(state.spares(), vec![3, 4]);
     }
 }
