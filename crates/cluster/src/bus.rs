@@ -93,6 +93,10 @@ pub enum Request {
         /// partition healing releases TCP retransmissions) must not outlive the leader's
         /// reckoning of it.
         sent_unix_ms: u64,
+        /// The epoch of the leader's metadata when it sent this: a node whose own metadata
+        /// is older (a restarted node still catching up on the Raft log, which may not yet
+        /// know it was demoted) takes no lease from it.
+        epoch: u64,
     },
     /// A replica asks its primary for the changes from offset `from` on, waiting up to
     /// `wait_ms` for some when there are none yet. `from` also acknowledges every change

@@ -430,6 +430,7 @@ impl ClusterNode {
             }
         }
         let lease_ms = self.timing.lease_ms;
+        let epoch = state.epoch;
         for (id, grant) in grants {
             let lease = grant.then_some(lease_ms as u32);
             if id == self.id {
@@ -456,6 +457,7 @@ impl ClusterNode {
                             term,
                             lease_ms: lease,
                             sent_unix_ms: unix_ms(),
+                            epoch,
                         },
                         timeout,
                     )
@@ -861,13 +863,16 @@ impl bus::Handler for ClusterNode {
                 term,
                 lease_ms,
                 sent_unix_ms,
+                epoch,
             } => match self.check_peer(&from_cluster) {
                 Err(why) => refused(why),
                 Ok(()) => {
                     let received = self.mono_ms();
                     // A grant from a leader of an older term than this node has seen is void.
                     let current = self.raft.metrics().borrow().current_term;
-                    if let Some(lease) = lease_ms.filter(|_| term >= current) {
+                    // So is one that assumes a newer picture than this node has applied.
+                    let caught_up = self.state().epoch >= epoch;
+                    if let Some(lease) = lease_ms.filter(|_| term >= current && caught_up) {
                         if let Some(left) =
                             crate::failover::lease_left(u64::from(lease), sent_unix_ms, unix_ms())
                         {
