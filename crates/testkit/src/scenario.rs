@@ -439,6 +439,8 @@ pub struct Injected {
     pub role: String,
     /// When it began and when the cluster was whole again (ms from the start).
     pub window_ms: (u64, u64),
+    /// Acknowledged writes lost that were acknowledged in this window.
+    pub lost: u64,
 }
 
 /// What the availability run saw.
@@ -617,6 +619,7 @@ pub fn availability(
             node,
             role,
             window_ms: (begin, clock.us() / 1000),
+            lost: 0,
         };
         log(&injected);
         faults.push(injected);
@@ -645,6 +648,15 @@ pub fn availability(
         .map(|(i, &k)| (k, read.get(&(i as u32)).copied().flatten()))
         .collect();
     let verdict = check(&ops, &finals);
+    for lost in &verdict.lost {
+        let ms = lost.acked_us / 1000;
+        if let Some(f) = faults
+            .iter_mut()
+            .find(|f| f.window_ms.0 <= ms && ms <= f.window_ms.1)
+        {
+            f.lost += 1;
+        }
+    }
 
     let mut all = Histogram::<u64>::new(3)?;
     let mut quiet_hist = Histogram::<u64>::new(3)?;

@@ -20,7 +20,7 @@ use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use testkit::net::Partitions;
 use testkit::node::Cluster;
-use testkit::scenario;
+use testkit::scenario::{self, Fault};
 
 #[derive(Parser)]
 #[command(about = "ringcache fault-injection runs (needs root for iptables)")]
@@ -188,6 +188,26 @@ fn main() -> Result<()> {
                     )
                 },
             )?;
+            for kind in [Fault::Kill, Fault::Pause, Fault::Partition] {
+                for role in ["primary", "replica"] {
+                    let of: Vec<_> = r
+                        .faults
+                        .iter()
+                        .filter(|f| f.fault == kind && f.role.starts_with(role))
+                        .collect();
+                    let mut whole: Vec<u64> =
+                        of.iter().map(|f| f.window_ms.1 - f.window_ms.0).collect();
+                    whole.sort_unstable();
+                    println!(
+                        "{kind:?} of a {role}: {} times, whole again p50 {:?} ms max {:?} ms, \
+                         acknowledged writes lost in those windows {}",
+                        of.len(),
+                        whole.get(whole.len() / 2),
+                        whole.last(),
+                        of.iter().map(|f| f.lost).sum::<u64>()
+                    );
+                }
+            }
             let [p50, p99, p999, max] = r.latency_us;
             println!(
                 "{:.1} s, {} faults, {} operations: {} failed within the retry budget \
