@@ -21,12 +21,14 @@
 //! - [`failover`]: failure detection, write leases, the failover decision (pure).
 //! - [`manual`]: `CLUSTER FAILOVER`: the leader pauses the primary, waits for the replica,
 //!   commits (or, forced, waits out the primary's leases).
+//! - [`migrate`]: elastic scaling: new shards from spares, minimal moves, migration batches.
 //! - [`node`]: a node's control plane: identity, Raft, bus server, create, propose, the
 //!   leader's ping loop.
 
 pub mod bus;
 pub mod failover;
 pub mod manual;
+pub mod migrate;
 pub mod node;
 pub mod placement;
 pub mod raft;
