@@ -1,4 +1,5 @@
-//! ringcache's admin commands: `ringcache cluster create|status` and `ringcache demo`.
+//! ringcache's admin commands: `ringcache cluster create|status|add-node|remove-node|rebalance`
+//! and `ringcache demo`.
 //!
 //! The admin commands speak the cluster bus (the same framed protocol nodes use, opening with
 //! a hello that names no cluster) for topology, and RESP for per-node figures (keys, memory).
@@ -6,9 +7,11 @@
 //! Modules:
 //! - [`resp_client`]: a minimal blocking RESP client for the figures and readiness checks.
 //! - [`demo`]: the local 6-node cluster.
+//! - [`scale`]: add-node, remove-node, rebalance, with live slot migration.
 
 pub mod demo;
 pub mod resp_client;
+pub mod scale;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +40,37 @@ enum ClusterCommand {
         #[arg(long, alias = "cluster-replicas", default_value_t = 1)]
         replicas: usize,
     },
+    /// Add nodes (started with --cluster-enabled) to a cluster: new shards form from the
+    /// spare nodes and slots move onto them, live.
+    AddNode {
+        /// The new nodes, `host:port` or `host:port@busport`.
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        /// Any node of the cluster.
+        #[arg(long)]
+        to: String,
+        /// Replicas per new shard (default: as the cluster's shards have).
+        #[arg(long)]
+        replicas: Option<usize>,
+        /// Only join them (as spares or empty shards); move no slot.
+        #[arg(long)]
+        no_rebalance: bool,
+    },
+    /// Remove a node: a primary's shard is drained onto the others first; a replica's seat
+    /// goes to a spare.
+    RemoveNode {
+        /// The node: `host:port`, `host:port@busport` or its id.
+        node: String,
+        /// Any other node of the cluster.
+        #[arg(long)]
+        to: String,
+    },
+    /// Even out the slots over the shards, moving the fewest, live.
+    Rebalance {
+        /// Any node of the cluster.
+        #[arg(long)]
+        to: String,
+    },
     /// Show the nodes, roles, zones, slots, health, keys, memory, epoch and Raft leader.
     Status {
         /// Any node of the cluster, `host:port` or `host:port@busport`.
@@ -60,6 +94,14 @@ pub fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
                 print!("{}", render_status(&state, &statuses(&state).await));
                 Ok(())
             }
+            ClusterCommand::AddNode {
+                nodes,
+                to,
+                replicas,
+                no_rebalance,
+            } => scale::add_nodes(&to, &nodes, replicas, !no_rebalance).await,
+            ClusterCommand::RemoveNode { node, to } => scale::remove_node(&to, &node).await,
+            ClusterCommand::Rebalance { to } => scale::rebalance_over(&to, None).await,
             ClusterCommand::Status { node, json } => {
                 let state = topology(&node).await?;
                 if json {
@@ -79,7 +121,7 @@ pub fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
     })
 }
 
-fn admin_client(node: &str) -> anyhow::Result<Client> {
+pub(crate) fn admin_client(node: &str) -> anyhow::Result<Client> {
     let (host, _, bus) = parse_node_addr(node).map_err(|e| anyhow!(e))?;
     Ok(Client::new(
         format!("{host}:{bus}"),

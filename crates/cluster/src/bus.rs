@@ -31,7 +31,7 @@ use crate::raft::TypeConfig;
 use crate::topology::{Change, ClusterState};
 
 /// The bus protocol version this build speaks.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// The largest frame accepted: a forwarded request of the largest value, with room.
 pub const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
 const MAGIC: [u8; 2] = *b"RC";
@@ -74,12 +74,33 @@ pub enum Request {
     },
     /// Proposes a change; sent to the Raft leader.
     Propose(Change),
+    /// The leader asks a source shard's primary to move every key of `slots` (all migrating
+    /// to the same shard, as of `epoch`) to that shard's primary at `target` (a bus address).
+    Drain {
+        /// The slots.
+        slots: Vec<u16>,
+        /// The importing primary's bus address.
+        target: String,
+        /// The metadata epoch the migration was seen at.
+        epoch: u64,
+    },
+    /// A draining primary sends keys of migrating slots to the importing primary, which
+    /// answers once it (and its replicas, within a bound) has them.
+    Import {
+        /// The keys, as whole items with absolute expiry.
+        ops: Vec<ReplOp>,
+        /// The metadata epoch the migration was seen at.
+        epoch: u64,
+    },
     /// A client request for a key this receiver owns.
     Forward {
         /// Its protocol.
         proto: Proto,
         /// The request: memcached text, or RESP arguments.
         payload: Vec<Vec<u8>>,
+        /// Sent to the primary importing the keys' slot, after its owner answered
+        /// [`Response::Ask`] (Redis's `ASKING`).
+        asking: bool,
     },
     /// Asks for the receiver's identity and view.
     Status,
@@ -182,12 +203,22 @@ pub enum Response {
     Snapshot(Result<openraft::raft::SnapshotResponse<NodeId>, String>),
     /// A proposal was committed (the epoch) or refused.
     Proposed(Result<u64, String>),
+    /// A drain finished: keys and bytes moved.
+    Drained {
+        /// Keys moved.
+        keys: u64,
+        /// Bytes of keys and values moved.
+        bytes: u64,
+    },
     /// The receiver is not the leader; the leader's id and bus address if known.
     NotLeader(Option<(NodeId, String)>),
     /// The owner's reply bytes to a forwarded request.
     Forwarded(Vec<u8>),
     /// The receiver no longer owns the key's slot; the sender should refresh and retry.
     NotOwner,
+    /// The keys' slot is migrating and the keys aren't here: ask the importing primary at
+    /// this bus address (with `asking`).
+    Ask(String),
     /// The receiver's status.
     Status(Box<crate::NodeStatus>),
     /// Changes of the replication stream, and the offset to ask for next.
@@ -236,6 +267,9 @@ pub struct ReplRecord {
     pub offset: u64,
     /// The primary's store shard it changed.
     pub shard: u16,
+    /// When the primary made the change, by its wall clock (Unix microseconds); 0 in a
+    /// full-sync copy. A replica subtracts it from its own clock to know its lag.
+    pub made_at_us: u64,
     /// The change.
     pub op: ReplOp,
 }

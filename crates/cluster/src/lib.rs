@@ -63,4 +63,6 @@ pub struct NodeStatus {
     pub epoch: u64,
     /// Milliseconds left on its write lease (0: none).
     pub lease_ms_left: u64,
+    /// Keys and bytes it has moved out by slot migrations since it started.
+    pub migrated: (u64, u64),
 }

@@ -34,12 +34,17 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{self, lock, Proto, Request, Response};
+use crate::bus::{self, lock, Proto, ReplOp, Request, Response};
 use crate::failover::{Detector, Timing};
 use crate::placement::{self, Candidate, NodeId, ShardId};
 use crate::raft::{self, LogStore, Network, Peers, Raft, StateMachine};
 use crate::topology::{Applied, Change, ClusterState, Member, Shard};
 use crate::NodeStatus;
+
+/// Most slots one drain request covers.
+const MIGRATION_BATCH_SLOTS: usize = 1024;
+/// How long a drain of one batch may take.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How long one bus call may take before it counts as failed.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -61,6 +66,9 @@ pub enum Forwarded {
     Reply(Vec<u8>),
     /// A key's slot isn't this node's: the sender refreshes its view and retries.
     NotOwner,
+    /// The keys' slot is migrating and they aren't here: send it to the importing primary at
+    /// this bus address, with `asking`.
+    Ask(String),
     /// A write that arrived while this primary's writes are paused: run it again (it is
     /// handed back) once [`DataPlane::pause_over`] resolves.
     Held(Vec<Vec<u8>>),
@@ -70,7 +78,7 @@ pub enum Forwarded {
 /// of replication and of manual failovers.
 pub trait DataPlane: Send + Sync + 'static {
     /// Runs a forwarded request on this node if it owns its keys.
-    fn forward(&self, proto: Proto, payload: Vec<Vec<u8>>) -> Forwarded;
+    fn forward(&self, proto: Proto, payload: Vec<Vec<u8>>, asking: bool) -> Forwarded;
 
     /// This node's replication offset: a primary's stream position, a replica's applied one.
     fn repl_offset(&self) -> u64;
@@ -92,6 +100,24 @@ pub trait DataPlane: Send + Sync + 'static {
     /// On a replica: waits up to `timeout` until it has applied the stream `repl_id` up to
     /// `offset`; whether it has.
     fn catch_up(&self, repl_id: u64, offset: u64, timeout: Duration) -> BoxFuture<bool>;
+
+    /// Source side of a migration: moves every key of `slots` to the primary whose bus address
+    /// is `target`, deleting each here only once the target has it, until the slots are empty
+    /// here; returns the keys and bytes moved.
+    fn drain(
+        &self,
+        slots: Vec<u16>,
+        target: String,
+        epoch: u64,
+    ) -> BoxFuture<Result<(u64, u64), String>>;
+
+    /// Target side: stores keys sent by a draining primary (a key written here since the
+    /// migration began is newer and is kept), and answers once its replicas have them too
+    /// (within a bound).
+    fn import(&self, ops: Vec<ReplOp>) -> BoxFuture<Result<(), String>>;
+
+    /// Keys and bytes this node has moved out by migrations since it started.
+    fn migrated(&self) -> (u64, u64);
 }
 
 /// How to start a node's control plane.
@@ -306,6 +332,21 @@ impl ClusterNode {
         }
         {
             let node = node.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    let busy = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        busy = node.drive_migrations() => busy,
+                    };
+                    if !busy {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            });
+        }
+        {
+            let node = node.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
@@ -360,6 +401,7 @@ impl ClusterNode {
             learners: membership.learner_ids().collect(),
             epoch: self.state().epoch,
             lease_ms_left: self.lease_ms_left(),
+            migrated: self.data_plane.get().map_or((0, 0), |d| d.migrated()),
         }
     }
 
@@ -617,6 +659,83 @@ impl ClusterNode {
             Ok(other) => Err(Retry::Yes(format!("leader answered {other:?}"))),
             Err(e) => Err(Retry::Yes(e.to_string())),
         }
+    }
+
+    /// Leader only: drains the next batch of migrating slots from their source shard's
+    /// primary into their target shard's primary, then commits the handover. Whether there
+    /// was work (the caller pauses when there wasn't). A failed drain is retried on the next
+    /// call, against whichever nodes are the shards' primaries by then.
+    async fn drive_migrations(&self) -> bool {
+        if self.leader() != Some(self.id) {
+            return false;
+        }
+        let state = self.state();
+        let Some((m, slots)) = crate::migrate::next_batch(&state, MIGRATION_BATCH_SLOTS) else {
+            return false;
+        };
+        let primary = |shard| {
+            state
+                .shards
+                .get(&shard)
+                .and_then(|s| state.members.get(&s.primary))
+        };
+        let (Some(source), Some(target)) = (primary(m.from), primary(m.to)) else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return false;
+        };
+        let request = Request::Drain {
+            slots: slots.clone(),
+            target: target.bus_addr(),
+            epoch: state.epoch,
+        };
+        let answer = self
+            .peers
+            .get(&source.bus_addr())
+            .call(request, DRAIN_TIMEOUT)
+            .await;
+        match answer {
+            Ok(Response::Drained { keys, bytes }) => {
+                tracing::info!(
+                    from = m.from,
+                    to = m.to,
+                    slots = slots.len(),
+                    keys,
+                    bytes,
+                    "slots drained"
+                );
+                if let Err(why) = self.propose(Change::Handover { slots }).await {
+                    tracing::warn!(why, "handover not committed");
+                }
+                true
+            }
+            other => {
+                tracing::warn!(answer = ?other, from = m.from, to = m.to, "drain failed; will retry");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                false
+            }
+        }
+    }
+
+    /// Checks that this node is the primary of the shard `slots` migrate from (or to, for
+    /// `importing`), as of `epoch`.
+    async fn check_migration(
+        &self,
+        slots: &[u16],
+        epoch: u64,
+        importing: bool,
+    ) -> Result<(), String> {
+        self.wait_for_epoch(epoch).await;
+        let state = self.state();
+        for slot in slots {
+            let Some(m) = state.migration(*slot) else {
+                return Err(format!("slot {slot} is not migrating"));
+            };
+            let shard = if importing { m.to } else { m.from };
+            if state.shards.get(&shard).map(|s| s.primary) != Some(self.id) {
+                return Err(format!("not the primary of shard {shard}"));
+            }
+        }
+        Ok(())
     }
 
     /// Waits (up to 2 s) until this node has applied `epoch`.
@@ -930,6 +1049,49 @@ impl bus::Handler for ClusterNode {
                     Response::Proposed(self.propose(change).await)
                 }
             },
+            Request::Drain {
+                slots,
+                target,
+                epoch,
+            } => {
+                if let Err(why) = self.check_peer(&from_cluster) {
+                    return refused(why);
+                }
+                if let Err(why) = self.check_migration(&slots, epoch, false).await {
+                    return refused(why);
+                }
+                let Some(data) = self.data_plane.get() else {
+                    return refused("no data plane".into());
+                };
+                match data.drain(slots, target, epoch).await {
+                    Ok((keys, bytes)) => Response::Drained { keys, bytes },
+                    Err(why) => refused(why),
+                }
+            }
+            Request::Import { ops, epoch } => {
+                if let Err(why) = self.check_peer(&from_cluster) {
+                    return refused(why);
+                }
+                let mut slots: Vec<u16> = ops
+                    .iter()
+                    .map(|op| match op {
+                        ReplOp::Put { key, .. } | ReplOp::Del { key } => store::key_slot(key),
+                        ReplOp::Clear => u16::MAX,
+                    })
+                    .collect();
+                slots.sort_unstable();
+                slots.dedup();
+                if let Err(why) = self.check_migration(&slots, epoch, true).await {
+                    return refused(why);
+                }
+                let Some(data) = self.data_plane.get() else {
+                    return refused("no data plane".into());
+                };
+                match data.import(ops).await {
+                    Ok(()) => Response::Ok,
+                    Err(why) => refused(why),
+                }
+            }
             request @ (Request::ReplPull { .. } | Request::ReplSnapshot { .. }) => {
                 match self.check_peer(&from_cluster) {
                     Err(why) => refused(why),
@@ -939,16 +1101,21 @@ impl bus::Handler for ClusterNode {
                     },
                 }
             }
-            Request::Forward { proto, payload } => match self.check_peer(&from_cluster) {
+            Request::Forward {
+                proto,
+                payload,
+                asking,
+            } => match self.check_peer(&from_cluster) {
                 Err(why) => refused(why),
                 Ok(()) => match self.data_plane.get() {
                     None => refused("data plane not ready".into()),
                     Some(dp) => {
                         let mut payload = payload;
                         loop {
-                            match dp.forward(proto, payload) {
+                            match dp.forward(proto, payload, asking) {
                                 Forwarded::Reply(reply) => break Response::Forwarded(reply),
                                 Forwarded::NotOwner => break Response::NotOwner,
+                                Forwarded::Ask(addr) => break Response::Ask(addr),
                                 Forwarded::Held(held) => {
                                     payload = held;
                                     dp.pause_over().await;

@@ -25,6 +25,38 @@ pub enum Route {
     },
     /// Nobody can serve it now: `-CLUSTERDOWN ...` with this text.
     Down(&'static str),
+    /// This node owns the slot, which is migrating to `addr`: keys still here are served
+    /// here, the others get `-ASK slot addr`.
+    Migrating {
+        /// The slot.
+        slot: u16,
+        /// The importing primary's `host:port`.
+        addr: String,
+    },
+    /// This node imports the slot: served after `ASKING`, else `-MOVED slot addr` (the
+    /// owner's).
+    Importing {
+        /// The slot.
+        slot: u16,
+        /// The owner's `host:port`.
+        addr: String,
+    },
+}
+
+/// A histogram the cluster exposes in `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookHistogram {
+    /// Metric name.
+    pub name: &'static str,
+    /// Its description.
+    pub help: &'static str,
+    /// `(upper bound, observations in this bucket)`, per bucket: the encoder makes them
+    /// cumulative. The last bound is infinite.
+    pub buckets: Vec<(f64, u64)>,
+    /// Sum of the observations.
+    pub sum: f64,
+    /// Number of observations.
+    pub count: u64,
 }
 
 /// The cluster, as the command layer sees it.
@@ -36,8 +68,22 @@ pub trait ClusterHook: Send + Sync + std::fmt::Debug {
     /// Runs `CLUSTER <subcommand> ...`.
     fn command(&self, ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply;
 
+    /// Whether `key` is held here (for a slot migrating away).
+    fn has_key(&self, _key: &[u8]) -> bool {
+        true
+    }
+
+    /// A write to `key` ran here after `ASKING` (this node importing its slot): a copy still
+    /// on its way from the old owner must not overwrite it.
+    fn note_import_write(&self, _key: &[u8]) {}
+
     /// Gauges for `/metrics`: name, help, value.
     fn metrics(&self) -> Vec<(&'static str, &'static str, i64)> {
+        Vec::new()
+    }
+
+    /// Histograms for `/metrics`.
+    fn histograms(&self) -> Vec<HookHistogram> {
         Vec::new()
     }
 
@@ -93,12 +139,33 @@ pub fn check(
     let write = spec.flags.contains(&"write");
     match hook.route(slot, write, session.readonly) {
         Route::Local => None,
-        Route::Moved { slot, addr } => {
-            if session.asking {
-                // An ASKING client is allowed here for one command (slot import, later issues).
-                return None;
+        Route::Moved { slot, addr } => Some(Reply::error_owned(format!("MOVED {slot} {addr}"))),
+        Route::Migrating { slot, addr } => {
+            let positions: Vec<usize> = key_positions(spec, args.len()).collect();
+            let here = positions
+                .iter()
+                .filter(|&&p| hook.has_key(&args[p]))
+                .count();
+            if here == positions.len() {
+                None
+            } else if here == 0 {
+                Some(Reply::error_owned(format!("ASK {slot} {addr}")))
+            } else {
+                Some(Reply::Error(
+                    "TRYAGAIN Multiple keys request during rehashing of slot".into(),
+                ))
             }
-            Some(Reply::error_owned(format!("MOVED {slot} {addr}")))
+        }
+        Route::Importing { slot, addr } => {
+            if !session.asking {
+                return Some(Reply::error_owned(format!("MOVED {slot} {addr}")));
+            }
+            if write {
+                for p in key_positions(spec, args.len()) {
+                    hook.note_import_write(&args[p]);
+                }
+            }
+            None
         }
         Route::Down(text) => Some(Reply::Error(text.into())),
     }
@@ -167,6 +234,15 @@ mod tests {
             match slot {
                 12182 => Route::Local,
                 5061 if readonly && !write => Route::Local,
+                // `apple` is migrating from here to 7002; `x` is imported here from 7001.
+                7092 => Route::Migrating {
+                    slot,
+                    addr: "127.0.0.1:7002".into(),
+                },
+                16287 => Route::Importing {
+                    slot,
+                    addr: "127.0.0.1:7001".into(),
+                },
                 0 => Route::Down("CLUSTERDOWN Hash slot not served"),
                 _ => Route::Moved {
                     slot,
@@ -177,6 +253,10 @@ mod tests {
 
         fn command(&self, _ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
             Reply::ok()
+        }
+
+        fn has_key(&self, key: &[u8]) -> bool {
+            key == b"apple"
         }
     }
 
@@ -238,13 +318,48 @@ mod tests {
     }
 
     #[test]
-    fn asking_lets_one_command_through_and_unserved_slots_are_down() {
+    fn a_migrating_slot_serves_keys_still_here_and_asks_for_the_others() {
+        let s = session();
+        assert_eq!(store::key_slot(b"{apple}x"), 7092);
+        assert_eq!(route(&s, &["GET", "apple"]), None);
+        assert_eq!(route(&s, &["SET", "apple", "1"]), None);
+        assert_eq!(
+            route(&s, &["GET", "{apple}x"]),
+            error("ASK 7092 127.0.0.1:7002")
+        );
+        assert_eq!(
+            route(&s, &["MGET", "apple", "{apple}x"]),
+            error("TRYAGAIN Multiple keys request during rehashing of slot")
+        );
+    }
+
+    #[test]
+    fn an_importing_slot_serves_only_after_asking() {
         let mut s = session();
+        assert_eq!(store::key_slot(b"x"), 16287);
+        assert_eq!(
+            route(&s, &["GET", "x"]),
+            error("MOVED 16287 127.0.0.1:7001")
+        );
         s.asking = true;
-        assert_eq!(route(&s, &["GET", "hello"]), None);
+        assert_eq!(route(&s, &["SET", "x", "1"]), None);
+        // ASKING means nothing for a slot that isn't imported here.
+        assert_eq!(
+            route(&s, &["GET", "{apple}x"]),
+            error("ASK 7092 127.0.0.1:7002")
+        );
+        assert_eq!(
+            route(&s, &["GET", "hello"]),
+            error("MOVED 866 127.0.0.1:7001")
+        );
+        assert_eq!(route(&s, &["GET", "foo"]), None);
+    }
+
+    #[test]
+    fn unserved_slots_are_down() {
+        let s = session();
         let key_in_slot_0 = "{06S}";
         assert_eq!(store::key_slot(key_in_slot_0.as_bytes()), 0);
-        s.asking = false;
         assert_eq!(
             route(&s, &["GET", key_in_slot_0]),
             error("CLUSTERDOWN Hash slot not served")

@@ -31,7 +31,7 @@ pub mod memcached;
 pub mod node;
 pub mod table;
 
-pub use cluster::{ClusterHook, Route};
+pub use cluster::{ClusterHook, HookHistogram, Route};
 pub use cmd::server::parse_memory;
 pub use node::{ClientInfo, Node, NodeSettings, Session};
 pub use table::{execute, lookup, CommandSpec, COMMANDS};

@@ -512,6 +512,30 @@ fn a_replica_holds_its_primarys_writes_ttls_and_deletes_and_a_spare_replaces_it_
         info.contains("role:slave") && info.contains("master_link_status:up"),
         "{info}"
     );
+    // The replica knows how long after the primary made each change it applied it. (Writes
+    // made before its first sync came in the copy, with no time: 100 more, streamed.)
+    let mut request = String::new();
+    for i in 200..300 {
+        request.push_str(&format!("SET key:{i} value:{i}\r\n"));
+    }
+    request.push_str("WAIT 1 5000\r\n");
+    assert!(exchange(&primary.ip, primary.port, &request).ends_with(":1\r\n"));
+    let info = replica.raw("INFO replication\r\n");
+    let field = |name: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {info}"))
+    };
+    let samples = field("master_lag_samples");
+    assert!((100.0..=2300.0).contains(&samples), "{info}");
+    let (p50, p99, max) = (
+        field("master_lag_p50_ms"),
+        field("master_lag_p99_ms"),
+        field("master_lag_max_ms"),
+    );
+    assert!(p50 <= p99 && p99 <= max && max < 5000.0, "{info}");
+    eprintln!("replica lag of {samples} changes: p50 {p50} ms, p99 {p99} ms, max {max} ms");
 
     // The replica crashes: the spare takes its seat, syncs, and has every write.
     replica.kill();

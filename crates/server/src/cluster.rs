@@ -18,12 +18,14 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use cluster::bus::{Proto, Request, Response};
+use cluster::bus::{Proto, ReplOp, Request, Response};
 use cluster::{ClusterNode, ClusterState, Forwarded, NodeId};
 use command::{ClusterHook, Node, Route, Session};
 use resp::{Protocol, Reply};
 use tokio_util::sync::CancellationToken;
 
+use crate::lag::{ms, ReplicaLag};
+use crate::migration::Migrations;
 use crate::pause::{memcache_writes, resp_writes, WritePause};
 use crate::replication::{Backlog, ReplicaLink};
 
@@ -32,6 +34,9 @@ type SplitFn = fn(&[Vec<u8>], usize) -> Vec<Vec<u8>>;
 
 /// A bus answer computed asynchronously.
 type BusAnswer = BusAnswerOf<Response>;
+
+/// How long an import waits for the importing primary's replicas.
+const IMPORT_REPLICA_WAIT: Duration = Duration::from_secs(1);
 type BusAnswerOf<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// A reply that is computed asynchronously (forwarded to another node).
@@ -44,6 +49,8 @@ const FENCED: &str =
     "CLUSTERDOWN The primary has no write lease (cut off from the cluster majority?); retry";
 const FENCED_MC: &[u8] = b"SERVER_ERROR the key's primary has no write lease; retry\r\n";
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+/// A replica's lag figures in `INFO` cover the changes of the last one to two of these.
+const LAG_WINDOW: Duration = Duration::from_secs(10);
 
 /// Who serves one shard's slots.
 #[derive(Debug)]
@@ -60,6 +67,8 @@ struct Routes {
     epoch: u64,
     /// Per slot, the index in `owners`, or `u16::MAX` when no shard owns it.
     slot_owner: Vec<u16>,
+    /// Per slot, the index in `owners` of the shard importing it, or `u16::MAX`.
+    slot_importer: Vec<u16>,
     owners: Vec<Owner>,
 }
 
@@ -88,9 +97,16 @@ impl Routes {
         } else {
             vec![u16::MAX; cluster::SLOT_COUNT]
         };
+        let mut slot_importer = vec![u16::MAX; cluster::SLOT_COUNT];
+        for (slot, m) in &state.migrations {
+            if let Some(i) = index.get(&m.to) {
+                slot_importer[usize::from(*slot)] = *i;
+            }
+        }
         Routes {
             epoch: state.epoch,
             slot_owner,
+            slot_importer,
             owners,
         }
     }
@@ -99,13 +115,21 @@ impl Routes {
         self.owners
             .get(usize::from(self.slot_owner[usize::from(slot)]))
     }
+
+    /// The shard importing `slot`, while it migrates.
+    fn importer(&self, slot: u16) -> Option<&Owner> {
+        self.owners
+            .get(usize::from(self.slot_importer[usize::from(slot)]))
+    }
 }
 
 /// Where a forwarding node sends a request.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Target {
     Local,
-    Remote(String),
+    /// Another primary's bus address; `true` when it imports the key's slot (send with
+    /// `asking`).
+    Remote(String, bool),
     Down,
     /// This node is the primary but holds no write lease.
     Fenced,
@@ -127,6 +151,10 @@ pub struct Glue {
     link: Arc<std::sync::Mutex<ReplicaLink>>,
     /// Writes paused for a graceful manual failover (this node being the primary).
     pause: Arc<WritePause>,
+    /// The replica's lag in time, for INFO and `/metrics`.
+    lag: Arc<std::sync::Mutex<ReplicaLag>>,
+    /// Slot migrations, as source and as target.
+    migrations: Arc<Migrations>,
 }
 
 impl Glue {
@@ -146,6 +174,11 @@ impl Glue {
             following: std::sync::Mutex::new(None),
             link: Arc::default(),
             pause: Arc::default(),
+            lag: Arc::new(std::sync::Mutex::new(ReplicaLag::new(
+                LAG_WINDOW,
+                std::time::Instant::now(),
+            ))),
+            migrations: Arc::new(Migrations::new(0)),
         });
         let _ = node.cluster.set(glue.clone());
         control.set_data_plane(glue.clone());
@@ -158,6 +191,13 @@ impl Glue {
                 let state = changes.borrow_and_update().clone();
                 let routes = Arc::new(Routes::build(&state, glue.control.id));
                 tracing::info!(epoch = routes.epoch, "cluster topology changed");
+                let importing = state
+                    .migrations
+                    .values()
+                    .any(|m| state.shards.get(&m.to).map(|s| s.primary) == Some(glue.control.id));
+                if !importing {
+                    glue.migrations.forget_writes();
+                }
                 *glue.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
                 if let Some(node) = glue.node.upgrade() {
                     glue.apply_role(&node, &state);
@@ -242,6 +282,7 @@ impl Glue {
                 self.control.clone(),
                 bus.clone(),
                 self.link.clone(),
+                self.lag.clone(),
                 stop.clone(),
             ));
             *following = Some((bus, stop));
@@ -292,6 +333,11 @@ impl Glue {
                 let link = self.link.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let (host, port) = link.primary.rsplit_once(':').unwrap_or((&link.primary, ""));
                 let _ = shard;
+                let lag = self
+                    .lag
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .summary(std::time::Instant::now());
                 vec![
                     f("role", "slave".into()),
                     f("master_host", host.into()),
@@ -313,6 +359,13 @@ impl Glue {
                     f("slave_repl_offset", link.offset.to_string()),
                     f("slave_read_only", "1".into()),
                     f("full_syncs", link.full_syncs.to_string()),
+                    // How long after the primary made a change this replica applied it (see
+                    // `lag`): the last change, and the changes of the last 10-20 s.
+                    f("master_lag_ms", ms(lag.last_us)),
+                    f("master_lag_p50_ms", ms(lag.p50_us)),
+                    f("master_lag_p99_ms", ms(lag.p99_us)),
+                    f("master_lag_max_ms", ms(lag.max_us)),
+                    f("master_lag_samples", lag.samples.to_string()),
                 ]
             }
             _ => {
@@ -362,13 +415,41 @@ impl Glue {
             .clone()
     }
 
-    fn target(&self, routes: &Routes, key: &[u8]) -> Target {
-        match routes.owner(store::key_slot(key)) {
+    /// Where a request for `key` runs; `asking` when it came from the slot's owner because the
+    /// key isn't there (this node importing the slot).
+    fn target(&self, routes: &Routes, key: &[u8], asking: bool) -> Target {
+        let slot = store::key_slot(key);
+        let importer = routes.importer(slot);
+        match routes.owner(slot) {
             None => Target::Down,
-            Some(o) if o.local_primary && self.control.lease_valid() => Target::Local,
-            Some(o) if o.local_primary => Target::Fenced,
-            Some(o) => Target::Remote(o.primary_bus.clone()),
+            Some(o) if o.local_primary => {
+                if !self.control.lease_valid() {
+                    return Target::Fenced;
+                }
+                match importer {
+                    // Migrating away: keys still here are served here, the others there.
+                    Some(to) if !self.has_key(key) => Target::Remote(to.primary_bus.clone(), true),
+                    _ => Target::Local,
+                }
+            }
+            Some(o) => match importer {
+                Some(to) if to.local_primary && asking => {
+                    if self.control.lease_valid() {
+                        Target::Local
+                    } else {
+                        Target::Fenced
+                    }
+                }
+                _ => Target::Remote(o.primary_bus.clone(), false),
+            },
         }
+    }
+
+    /// Whether `key` is in this node's store (an expired key is not).
+    fn has_key(&self, key: &[u8]) -> bool {
+        self.node
+            .upgrade()
+            .is_some_and(|n| n.store.contains(key, n.clock.unix_ms(), false))
     }
 
     /// Sends one forwarded request to `bus_addr`; retries once on `NotOwner` after the
@@ -376,13 +457,32 @@ impl Glue {
     async fn forward(
         self: Arc<Self>,
         bus_addr: String,
+        asking: bool,
         proto: Proto,
         payload: Vec<Vec<u8>>,
     ) -> Result<Vec<u8>, String> {
         let client = self.control.peers.get(&bus_addr);
-        let request = Request::Forward { proto, payload };
+        let request = Request::Forward {
+            proto,
+            payload: payload.clone(),
+            asking,
+        };
         match client.call(request, FORWARD_TIMEOUT).await {
             Ok(Response::Forwarded(bytes)) => Ok(bytes),
+            Ok(Response::Ask(importer)) if !asking => {
+                // The slot is migrating and the keys have left (or never were) there.
+                let client = self.control.peers.get(&importer);
+                let request = Request::Forward {
+                    proto,
+                    payload,
+                    asking: true,
+                };
+                match client.call(request, FORWARD_TIMEOUT).await {
+                    Ok(Response::Forwarded(bytes)) => Ok(bytes),
+                    Ok(other) => Err(format!("importer answered {other:?}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
             Ok(Response::NotOwner) => Err("owner moved".into()),
             Ok(Response::Refused(why)) => Err(why),
             Ok(other) => Err(format!("unexpected answer {other:?}")),
@@ -395,22 +495,14 @@ impl Glue {
     pub fn plan_memcache(self: &Arc<Self>, request: &memcache::Request) -> Option<Pending> {
         use memcache::Request as R;
         let routes = self.routes();
-        let keys: Vec<&Bytes> = match request {
-            R::Get { keys, .. } => keys.iter().collect(),
-            R::Store { key, .. }
-            | R::Delete { key, .. }
-            | R::Arithmetic { key, .. }
-            | R::Touch { key, .. }
-            | R::MetaGet { key, .. }
-            | R::MetaSet { key, .. }
-            | R::MetaDelete { key, .. }
-            | R::MetaArithmetic { key, .. } => vec![key],
-            _ => return None,
-        };
+        let keys = memcache_keys(request);
+        if keys.is_empty() {
+            return None;
+        }
         let mut groups: BTreeMap<Target, Vec<Bytes>> = BTreeMap::new();
         for key in keys {
             groups
-                .entry(self.target(&routes, key))
+                .entry(self.target(&routes, key, false))
                 .or_default()
                 .push(key.clone());
         }
@@ -472,9 +564,9 @@ impl Glue {
                     return pending.await;
                 }
             },
-            Target::Remote(bus) => {
+            Target::Remote(bus, asking) => {
                 let text = memcache::invariants::canonical(request);
-                match self.forward(bus, Proto::Memcache, vec![text]).await {
+                match self.forward(bus, asking, Proto::Memcache, vec![text]).await {
                     Ok(bytes) => bytes,
                     Err(why) => {
                         tracing::debug!(why, "memcached forward failed");
@@ -495,7 +587,7 @@ impl Glue {
         let first = *positions.first()?;
         let targets: Vec<Target> = positions
             .iter()
-            .map(|&p| self.target(&routes, &args[p]))
+            .map(|&p| self.target(&routes, &args[p], false))
             .collect();
         if targets.iter().all(|t| *t == Target::Local) {
             return None;
@@ -547,7 +639,7 @@ impl Glue {
                         let pass = self.pause.enter();
                         if !(pass.paused() && resp_writes(&args[0])) {
                             return self
-                                .run_resp(version, &args)
+                                .run_resp(version, &args, false)
                                 .unwrap_or_else(|| b"-ERR shutting down\r\n".to_vec());
                         }
                     }
@@ -563,10 +655,10 @@ impl Glue {
                     }
                 }
             }
-            Target::Remote(bus) => {
+            Target::Remote(bus, asking) => {
                 let mut payload = vec![vec![version]];
                 payload.extend(args);
-                match self.forward(bus, Proto::Resp, payload).await {
+                match self.forward(bus, asking, Proto::Resp, payload).await {
                     Ok(bytes) => bytes,
                     Err(why) => {
                         format!("-TRYAGAIN forwarding to the key's owner failed: {why}\r\n")
@@ -577,9 +669,10 @@ impl Glue {
         }
     }
 
-    fn run_resp(&self, version: u8, args: &[Bytes]) -> Option<Vec<u8>> {
+    fn run_resp(&self, version: u8, args: &[Bytes], asking: bool) -> Option<Vec<u8>> {
         let node = self.node.upgrade()?;
         let mut session = Session::new(self.forward_client.clone());
+        session.asking = asking;
         session.protocol = if version == 3 {
             Protocol::Resp3
         } else {
@@ -589,6 +682,34 @@ impl Glue {
         let mut out = BytesMut::new();
         reply.encode(session.protocol, &mut out);
         Some(out.to_vec())
+    }
+}
+
+/// The importer's bus address, when every target says to ask it.
+fn all_asked(targets: &[Target]) -> Option<String> {
+    let Some(Target::Remote(first, true)) = targets.first() else {
+        return None;
+    };
+    targets
+        .iter()
+        .all(|t| matches!(t, Target::Remote(b, true) if b == first))
+        .then(|| first.clone())
+}
+
+/// The keys a memcached request names.
+fn memcache_keys(request: &memcache::Request) -> Vec<&Bytes> {
+    use memcache::Request as R;
+    match request {
+        R::Get { keys, .. } => keys.iter().collect(),
+        R::Store { key, .. }
+        | R::Delete { key, .. }
+        | R::Arithmetic { key, .. }
+        | R::Touch { key, .. }
+        | R::MetaGet { key, .. }
+        | R::MetaSet { key, .. }
+        | R::MetaDelete { key, .. }
+        | R::MetaArithmetic { key, .. } => vec![key],
+        _ => Vec::new(),
     }
 }
 
@@ -648,7 +769,7 @@ impl cluster::DataPlane for Glue {
         })
     }
 
-    fn forward(&self, proto: Proto, payload: Vec<Vec<u8>>) -> Forwarded {
+    fn forward(&self, proto: Proto, payload: Vec<Vec<u8>>, asking: bool) -> Forwarded {
         let routes = self.routes();
         let Some(node) = self.node.upgrade() else {
             return Forwarded::NotOwner;
@@ -667,15 +788,24 @@ impl cluster::DataPlane for Glue {
                 else {
                     return Forwarded::NotOwner;
                 };
-                let local = command::cluster::key_positions(spec, args.len())
-                    .all(|p| self.target(&routes, &args[p]) == Target::Local);
-                if !local {
+                let targets: Vec<Target> = command::cluster::key_positions(spec, args.len())
+                    .map(|p| self.target(&routes, &args[p], asking))
+                    .collect();
+                if let Some(ask) = all_asked(&targets) {
+                    return Forwarded::Ask(ask);
+                }
+                if targets.iter().any(|t| *t != Target::Local) {
                     return Forwarded::NotOwner;
+                }
+                if asking && resp_writes(&args[0]) {
+                    for p in command::cluster::key_positions(spec, args.len()) {
+                        self.migrations.note_write(&args[p]);
+                    }
                 }
                 if pass.paused() && resp_writes(&args[0]) {
                     return Forwarded::Held(payload);
                 }
-                match self.run_resp(version.first().copied().unwrap_or(2), &args) {
+                match self.run_resp(version.first().copied().unwrap_or(2), &args, asking) {
                     Some(reply) => Forwarded::Reply(reply),
                     None => Forwarded::NotOwner,
                 }
@@ -698,14 +828,20 @@ impl cluster::DataPlane for Glue {
                     }
                     Err(e) => return Forwarded::Reply(e.wire().to_vec()),
                 };
-                let all_local = match &request {
-                    memcache::Request::Get { keys, .. } => keys
-                        .iter()
-                        .all(|k| self.target(&routes, k) == Target::Local),
-                    _ => true,
-                };
-                if !all_local {
+                let targets: Vec<Target> = memcache_keys(&request)
+                    .into_iter()
+                    .map(|k| self.target(&routes, k, asking))
+                    .collect();
+                if let Some(ask) = all_asked(&targets) {
+                    return Forwarded::Ask(ask);
+                }
+                if targets.iter().any(|t| *t != Target::Local) {
                     return Forwarded::NotOwner;
+                }
+                if asking && memcache_writes(&request) {
+                    for k in memcache_keys(&request) {
+                        self.migrations.note_write(k);
+                    }
                 }
                 if pass.paused() && memcache_writes(&request) {
                     return Forwarded::Held(vec![text]);
@@ -738,6 +874,60 @@ impl cluster::DataPlane for Glue {
 
     fn pause_over(&self) -> BusAnswerOf<()> {
         Box::pin(self.pause.wait())
+    }
+
+    fn drain(
+        &self,
+        slots: Vec<u16>,
+        target: String,
+        epoch: u64,
+    ) -> BusAnswerOf<Result<(u64, u64), String>> {
+        let node = self.node.upgrade();
+        let peers = self.control.peers.clone();
+        let migrations = self.migrations.clone();
+        Box::pin(async move {
+            let Some(node) = node else {
+                return Err("shutting down".into());
+            };
+            let clock = node.clone();
+            migrations
+                .drain(
+                    &node.store,
+                    move || clock.clock.unix_ms(),
+                    &peers,
+                    slots,
+                    target,
+                    epoch,
+                )
+                .await
+        })
+    }
+
+    fn import(&self, ops: Vec<ReplOp>) -> BusAnswerOf<Result<(), String>> {
+        let node = self.node.upgrade();
+        let backlog = self.backlog();
+        let migrations = self.migrations.clone();
+        Box::pin(async move {
+            let Some(node) = node else {
+                return Err("shutting down".into());
+            };
+            migrations.import(&node.store, ops, node.clock.unix_ms())?;
+            // The source deletes what it sent once this answers: let the replicas have it
+            // first, so a failover of this shard doesn't lose it (bounded: a replica that
+            // is down doesn't stall the migration; the loss bound is then a failover's).
+            if let Some(backlog) = backlog {
+                let replicas = backlog.replicas().len();
+                let offset = backlog.offset();
+                backlog
+                    .wait_for(offset, replicas, Some(IMPORT_REPLICA_WAIT))
+                    .await;
+            }
+            Ok(())
+        })
+    }
+
+    fn migrated(&self) -> (u64, u64) {
+        self.migrations.moved()
     }
 
     fn catch_up(&self, repl_id: u64, offset: u64, timeout: Duration) -> BusAnswerOf<bool> {
@@ -786,21 +976,47 @@ async fn settle_pause(control: Arc<ClusterNode>, pause: Arc<WritePause>, generat
 impl ClusterHook for Glue {
     fn route(&self, slot: u16, write: bool, readonly: bool) -> Route {
         let routes = self.routes();
+        let importer = routes.importer(slot);
         match routes.owner(slot) {
             None => Route::Down(NOT_SERVED),
             Some(o) if o.local_primary => {
-                if self.control.lease_valid() || (readonly && !write) {
-                    Route::Local
-                } else {
-                    Route::Down(FENCED)
+                if !(self.control.lease_valid() || (readonly && !write)) {
+                    return Route::Down(FENCED);
+                }
+                match importer {
+                    Some(to) => Route::Migrating {
+                        slot,
+                        addr: to.primary_addr.clone(),
+                    },
+                    None => Route::Local,
                 }
             }
             Some(o) if o.local_replica && readonly && !write => Route::Local,
-            Some(o) => Route::Moved {
-                slot,
-                addr: o.primary_addr.clone(),
+            Some(o) => match importer {
+                Some(to) if to.local_primary => {
+                    if self.control.lease_valid() {
+                        Route::Importing {
+                            slot,
+                            addr: o.primary_addr.clone(),
+                        }
+                    } else {
+                        Route::Down(FENCED)
+                    }
+                }
+                _ => Route::Moved {
+                    slot,
+                    addr: o.primary_addr.clone(),
+                },
             },
         }
+    }
+
+    fn has_key(&self, key: &[u8]) -> bool {
+        Glue::has_key(self, key)
+    }
+
+    fn note_import_write(&self, key: &[u8]) {
+        self.migrations.note_write(key);
     }
 
     fn command(&self, ctx: &mut command::table::Ctx<'_>, args: &[Bytes]) -> Reply {
@@ -809,6 +1025,22 @@ impl ClusterHook for Glue {
 
     fn replication_info(&self) -> Vec<(String, String)> {
         Glue::replication_info(self)
+    }
+
+    fn histograms(&self) -> Vec<command::HookHistogram> {
+        let (buckets, sum, count) = self
+            .lag
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .histogram();
+        vec![command::HookHistogram {
+            name: "ringcache_replication_lag_seconds",
+            help: "On a replica: how long after the primary made a change it was applied here \
+                   (wall clocks of both nodes).",
+            buckets,
+            sum,
+            count,
+        }]
     }
 
     fn metrics(&self) -> Vec<(&'static str, &'static str, i64)> {

@@ -20,15 +20,18 @@
 //! - [`config`]: flags, environment, TOML file, defaults.
 //! - [`connection`]: the per-connection read/parse/execute/write loop.
 //! - [`metrics`] and [`admin`]: Prometheus collector and the HTTP listener.
-//! - [`cluster`], [`cluster_cmd`], [`replication`], [`pause`]: cluster mode: routing and
-//!   forwarding, `CLUSTER`, the replication stream, the write pause of a manual failover.
+//! - [`cluster`], [`cluster_cmd`], [`replication`], [`lag`], [`pause`]: cluster mode: routing
+//!   and forwarding, `CLUSTER`, the replication stream, a replica's lag in time, the write
+//!   pause of a manual failover.
 
 pub mod admin;
 pub mod cluster;
 pub mod cluster_cmd;
 pub mod config;
 pub mod connection;
+pub mod lag;
 pub mod metrics;
+pub mod migration;
 pub mod pause;
 pub mod replication;
 

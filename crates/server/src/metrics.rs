@@ -165,6 +165,11 @@ impl Collector for NodeCollector {
             for (name, help, value) in cluster.metrics() {
                 gauge(&mut e, name, help, value)?;
             }
+            for h in cluster.histograms() {
+                let mut family =
+                    e.encode_descriptor(h.name, h.help, None, MetricType::Histogram)?;
+                family.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
+            }
         }
 
         let mut cumulative = 0u64;

@@ -22,6 +22,8 @@
 //!   deletes.
 //! - **Identity.** A backlog has a random id. A replica that finds a different id (its primary
 //!   restarted) syncs in full.
+//! - **Lag.** Each change carries the primary's wall-clock time; the replica records how long
+//!   after it the change was applied (see `lag`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -45,8 +47,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[derive(Debug)]
 struct Inner {
-    /// `(offset, store shard, change)`, oldest first.
-    records: VecDeque<(u64, u16, Record)>,
+    /// `(offset, store shard, when it was made (Unix µs), change)`, oldest first.
+    records: VecDeque<(u64, u16, u64, Record)>,
     /// The offset the next change gets.
     next: u64,
     bytes: usize,
@@ -73,16 +75,26 @@ pub struct Backlog {
     acked: tokio::sync::Notify,
 }
 
+/// Microseconds since the Unix epoch by this machine's wall clock.
+pub fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 impl Journal for Backlog {
     fn record(&self, shard: usize, record: Record) {
+        let made_at_us = unix_us();
         {
             let mut inner = lock(&self.inner);
             let offset = inner.next;
             inner.next += 1;
             inner.bytes += record.weight();
-            inner.records.push_back((offset, shard as u16, record));
+            inner
+                .records
+                .push_back((offset, shard as u16, made_at_us, record));
             while inner.bytes > self.max_bytes && inner.records.len() > 1 {
-                if let Some((_, _, old)) = inner.records.pop_front() {
+                if let Some((_, _, _, old)) = inner.records.pop_front() {
                     inner.bytes -= old.weight();
                 }
             }
@@ -91,7 +103,7 @@ impl Journal for Backlog {
     }
 }
 
-fn to_wire(offset: u64, shard: u16, record: &Record) -> ReplRecord {
+fn to_wire(offset: u64, shard: u16, made_at_us: u64, record: &Record) -> ReplRecord {
     let op = match record {
         Record::Put {
             key,
@@ -109,7 +121,12 @@ fn to_wire(offset: u64, shard: u16, record: &Record) -> ReplRecord {
         Record::Del { key } => ReplOp::Del { key: key.to_vec() },
         Record::Clear => ReplOp::Clear,
     };
-    ReplRecord { offset, shard, op }
+    ReplRecord {
+        offset,
+        shard,
+        made_at_us,
+        op,
+    }
 }
 
 fn from_wire(op: ReplOp) -> Record {
@@ -183,12 +200,12 @@ impl Backlog {
         let mut bytes = 0;
         let skip = (from - first) as usize;
         let mut next = from;
-        for (offset, shard, record) in inner.records.iter().skip(skip) {
+        for (offset, shard, made_at_us, record) in inner.records.iter().skip(skip) {
             if bytes >= BATCH_BYTES {
                 break;
             }
             bytes += record.weight();
-            out.push(to_wire(*offset, *shard, record));
+            out.push(to_wire(*offset, *shard, *made_at_us, record));
             next = offset + 1;
         }
         Some((out, next))
@@ -229,7 +246,10 @@ impl Backlog {
         let (offset, items) =
             node.store
                 .snapshot_shard(shard as usize, node.clock.unix_ms(), || self.offset());
-        let records = items.iter().map(|r| to_wire(0, shard as u16, r)).collect();
+        let records = items
+            .iter()
+            .map(|r| to_wire(0, shard as u16, 0, r))
+            .collect();
         Response::ReplSnapshot {
             repl_id: self.repl_id,
             shards,
@@ -300,6 +320,7 @@ pub async fn follow(
     control: Arc<cluster::ClusterNode>,
     primary_bus: String,
     link: Arc<Mutex<ReplicaLink>>,
+    lag: Arc<Mutex<crate::lag::ReplicaLag>>,
     stop: CancellationToken,
 ) {
     let client = control.peers.get(&primary_bus);
@@ -388,9 +409,19 @@ pub async fn follow(
         match answer {
             Ok(Response::ReplBatch { records, next }) => {
                 let now = node.clock.unix_ms();
+                let mut made = Vec::with_capacity(records.len());
                 for r in records {
                     if r.offset >= skip.get(usize::from(r.shard)).copied().unwrap_or(0) {
                         let _ = node.store.apply(&from_wire(r.op), now);
+                        made.push(r.made_at_us);
+                    }
+                }
+                // Lag counts to the moment the whole batch is applied (one clock read).
+                let (applied_us, at) = (unix_us(), Instant::now());
+                {
+                    let mut lag = lock(&lag);
+                    for made_at_us in made.into_iter().filter(|t| *t > 0) {
+                        lag.record(applied_us.saturating_sub(made_at_us), at);
                     }
                 }
                 *from = next;

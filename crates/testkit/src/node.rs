@@ -287,6 +287,36 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Starts a node on `ip` that is not in the cluster yet (for `cluster add-node`); its
+    /// index.
+    pub fn start_node(&mut self, ip: &str) -> Result<usize> {
+        let mut node = Node::new(&self.bin, ip, &self.root)?;
+        node.start()?;
+        self.nodes.push(node);
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Stops a node that has left the cluster and forgets it.
+    pub fn forget_node(&mut self, index: usize) {
+        let mut node = self.nodes.remove(index);
+        node.kill();
+    }
+
+    /// Runs `ringcache cluster <args>`; its output, or why it failed.
+    pub fn admin(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.bin).arg("cluster").args(args).output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "ringcache cluster {}: {}{}",
+                args.join(" "),
+                text,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(text)
+    }
+
     /// The binary the nodes run.
     pub fn bin(&self) -> &Path {
         &self.bin

@@ -417,6 +417,96 @@ pub fn lost_writes(
     })
 }
 
+/// Retrying clients issuing a steady mix of reads and writes over named keys, recording
+/// every operation.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(Vec<Op>, u64)>>,
+}
+
+impl Load {
+    /// Starts `clients` threads issuing `rate` operations per second in all, half `SET`s (of
+    /// unique values) and half `GET`s, of keys chosen uniformly from `names`.
+    fn start(
+        seeds: Vec<SocketAddr>,
+        names: Arc<Vec<String>>,
+        clients: u32,
+        rate: u32,
+        clock: Clock,
+    ) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let interval = Duration::from_secs_f64(f64::from(clients) / f64::from(rate.max(1)));
+        let mut threads = Vec::new();
+        for c in 0..clients {
+            let (names, stop, seeds) = (names.clone(), stop.clone(), seeds.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(c));
+                let mut client = ClusterClient::new(seeds, Budget::default());
+                let mut ops = Vec::new();
+                let mut retried = 0u64;
+                let mut next = Instant::now();
+                let mut seq = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    }
+                    next = next.max(now - interval * 10) + interval;
+                    seq += 1;
+                    let key = rng.gen_range(0..names.len());
+                    let write = rng.gen_bool(0.5);
+                    let before = client.retries;
+                    let start_us = clock.us();
+                    let op = if write {
+                        let value = value_of(c + 1, seq);
+                        let outcome =
+                            client.set(names[key].as_bytes(), value.to_string().as_bytes(), 0);
+                        record_write(c + 1, key as u32, value, start_us, clock, &outcome)
+                    } else {
+                        let outcome = client.get(names[key].as_bytes());
+                        let (status, value, node) = match &outcome {
+                            Outcome::Done(Reply::Error(_), at) => {
+                                (Status::Refused, None, Some(*at))
+                            }
+                            Outcome::Done(r, at) => (Status::Ok, parse_value(r), Some(*at)),
+                            Outcome::Failed(_) => (Status::Unknown, None, None),
+                        };
+                        Op {
+                            client: c + 1,
+                            key: key as u32,
+                            write: false,
+                            value,
+                            start_us,
+                            end_us: clock.us(),
+                            status,
+                            node,
+                        }
+                    };
+                    if client.retries > before {
+                        retried += 1;
+                    }
+                    ops.push(op);
+                }
+                (ops, retried)
+            }));
+        }
+        Load { stop, threads }
+    }
+
+    /// Stops the clients: every operation, and how many needed more than one attempt.
+    fn finish(self) -> Result<(Vec<Op>, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut ops = Vec::new();
+        let mut retried = 0;
+        for t in self.threads {
+            let (o, r) = t.join().map_err(|_| anyhow::anyhow!("client panicked"))?;
+            ops.extend(o);
+            retried += r;
+        }
+        Ok((ops, retried))
+    }
+}
+
 /// A fault the availability run injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -511,60 +601,7 @@ pub fn availability(
     let names: Arc<Vec<String>> = Arc::new((0..keys).map(|i| format!("av{i}")).collect());
     let seeds = cluster.addrs();
     let clock = Clock(Instant::now());
-    let stop = Arc::new(AtomicBool::new(false));
-    let interval = Duration::from_secs_f64(f64::from(clients) / f64::from(rate.max(1)));
-    let mut threads = Vec::new();
-    for c in 0..clients {
-        let (names, stop, seeds) = (names.clone(), stop.clone(), seeds.clone());
-        threads.push(std::thread::spawn(move || {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(c));
-            let mut client = ClusterClient::new(seeds, Budget::default());
-            let mut ops = Vec::new();
-            let mut retried = 0u64;
-            let mut next = Instant::now();
-            let mut seq = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let now = Instant::now();
-                if next > now {
-                    std::thread::sleep(next - now);
-                }
-                next = next.max(now - interval * 10) + interval;
-                seq += 1;
-                let key = rng.gen_range(0..names.len());
-                let write = rng.gen_bool(0.5);
-                let before = client.retries;
-                let start_us = clock.us();
-                let op = if write {
-                    let value = value_of(c + 1, seq);
-                    let outcome =
-                        client.set(names[key].as_bytes(), value.to_string().as_bytes(), 0);
-                    record_write(c + 1, key as u32, value, start_us, clock, &outcome)
-                } else {
-                    let outcome = client.get(names[key].as_bytes());
-                    let (status, value, node) = match &outcome {
-                        Outcome::Done(Reply::Error(_), at) => (Status::Refused, None, Some(*at)),
-                        Outcome::Done(r, at) => (Status::Ok, parse_value(r), Some(*at)),
-                        Outcome::Failed(_) => (Status::Unknown, None, None),
-                    };
-                    Op {
-                        client: c + 1,
-                        key: key as u32,
-                        write: false,
-                        value,
-                        start_us,
-                        end_us: clock.us(),
-                        status,
-                        node,
-                    }
-                };
-                if client.retries > before {
-                    retried += 1;
-                }
-                ops.push(op);
-            }
-            (ops, retried)
-        }));
-    }
+    let load = Load::start(seeds.clone(), names.clone(), clients, rate, clock);
 
     let roles = |cluster: &Cluster, addr: SocketAddr| -> String {
         match cluster.topology() {
@@ -625,14 +662,7 @@ pub fn availability(
         faults.push(injected);
         std::thread::sleep(quiet);
     }
-    stop.store(true, Ordering::Relaxed);
-    let mut ops = Vec::new();
-    let mut retried = 0;
-    for t in threads {
-        let (o, r) = t.join().map_err(|_| anyhow::anyhow!("client panicked"))?;
-        ops.extend(o);
-        retried += r;
-    }
+    let (ops, retried) = load.finish()?;
     let elapsed = started.elapsed();
     let written: Vec<u32> = {
         let mut k: Vec<u32> = ops.iter().filter(|o| o.write).map(|o| o.key).collect();
@@ -689,5 +719,238 @@ pub fn availability(
         faults,
         verdict,
         elapsed,
+    })
+}
+
+/// One step of a scaling run.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// What was done.
+    pub action: String,
+    /// Shards after it.
+    pub shards: usize,
+    /// Slots whose owner changed.
+    pub slots_moved: usize,
+    /// Keys moved, as the CLI reported them, and the keys in the cluster before.
+    pub keys_moved: u64,
+    /// Keys in the cluster before the step.
+    pub keys_before: u64,
+    /// The fewest keys the step could move (the new shard's fair share on an add, the
+    /// leaving shard's keys on a remove).
+    pub keys_optimal: u64,
+    /// How long the command took, and its window (ms from the start).
+    pub window_ms: (u64, u64),
+    /// Operations per second completed, and their p99 (µs), during the step.
+    pub ops_per_s: f64,
+    /// The p99 latency of operations during the step, in µs.
+    pub p99_us: u64,
+}
+
+/// What a scaling run saw.
+#[derive(Debug)]
+pub struct Scaling {
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// Operations issued, failed beyond the retry budget, and issued outside any step.
+    pub ops: u64,
+    /// Operations that failed beyond the retry budget.
+    pub failed: u64,
+    /// Operations per second and p99 (µs) outside the steps.
+    pub steady: (f64, u64),
+    /// The history checker's verdict (every key written before or during the moves).
+    pub verdict: Verdict,
+}
+
+fn keys_in_cluster(cluster: &Cluster) -> Result<u64> {
+    let topology = cluster.topology()?;
+    let mut total = 0;
+    for line in topology
+        .nodes
+        .iter()
+        .filter(|n| n.primary && !n.ranges.is_empty())
+    {
+        let i = cluster
+            .index_of(&line.addr)
+            .context("primary is a known node")?;
+        match cluster.nodes[i].call(&["DBSIZE"])? {
+            Reply::Int(n) => total += n as u64,
+            other => bail!("DBSIZE answered {other:?}"),
+        }
+    }
+    Ok(total)
+}
+
+fn slot_owners(cluster: &Cluster) -> Result<Vec<String>> {
+    let topology = cluster.topology()?;
+    Ok((0..16384u16)
+        .map(|s| topology.owner(s).map(|o| o.id.clone()).unwrap_or_default())
+        .collect())
+}
+
+/// Grows the cluster by one shard per pair of `extra` addresses (add-node), then shrinks it
+/// back (remove-node of each added shard's primary, then of its replica), under a steady
+/// load of retrying clients over `keys` keys, all written once before the first step. Checks
+/// every key against the writers' history at the end.
+pub fn elastic(
+    cluster: &mut Cluster,
+    extra: &[String],
+    clients: u32,
+    rate: u32,
+    keys: usize,
+) -> Result<Scaling> {
+    let seed = cluster.nodes[0].cluster_addr();
+    let names: Arc<Vec<String>> = Arc::new((0..keys).map(|i| format!("el{i}")).collect());
+    let clock = Clock(Instant::now());
+    // Every key gets a first value before anything moves.
+    let mut preload = Vec::with_capacity(keys);
+    {
+        let mut client = ClusterClient::new(cluster.addrs(), Budget::default());
+        for (i, name) in names.iter().enumerate() {
+            let value = value_of(0, i as u64);
+            let start_us = clock.us();
+            let outcome = client.set(name.as_bytes(), value.to_string().as_bytes(), 0);
+            preload.push(record_write(0, i as u32, value, start_us, clock, &outcome));
+        }
+    }
+    let load = Load::start(cluster.addrs(), names.clone(), clients, rate, clock);
+    std::thread::sleep(Duration::from_secs(2));
+    let mut steps = Vec::new();
+    // `optimal`: the fewest keys the step can move; by default the new shard's fair share.
+    let mut step = |cluster: &mut Cluster,
+                    action: String,
+                    args: Vec<String>,
+                    optimal: Option<u64>|
+     -> Result<()> {
+        let before = slot_owners(cluster)?;
+        let keys_before = keys_in_cluster(cluster)?;
+        let shards_before = before
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let begin = clock.us() / 1000;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = cluster.admin(&args)?;
+        let end = clock.us() / 1000;
+        let after = slot_owners(cluster)?;
+        let shards = after
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        // The progress lines count up: the last one has the total.
+        let keys_moved = out
+            .lines()
+            .filter_map(|l| l.split(" slots, ").nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
+            .next_back()
+            .unwrap_or(0);
+        steps.push(Step {
+            action,
+            shards,
+            slots_moved: before.iter().zip(&after).filter(|(a, b)| a != b).count(),
+            keys_moved,
+            keys_before,
+            keys_optimal: optimal.unwrap_or(keys_before / (shards_before as u64 + 1)),
+            window_ms: (begin, end),
+            ops_per_s: 0.0,
+            p99_us: 0,
+        });
+        Ok(())
+    };
+    // Grow, one shard (a primary and a replica) at a time.
+    let mut added = Vec::new();
+    for pair in extra.chunks(2) {
+        let mut args = vec!["add-node".to_string()];
+        for ip in pair {
+            let i = cluster.start_node(ip)?;
+            args.push(cluster.nodes[i].cluster_addr());
+            added.push(cluster.nodes[i].addr());
+        }
+        args.extend(["--to".to_string(), seed.clone()]);
+        step(cluster, format!("add {}", pair.join(" ")), args, None)?;
+        cluster.wait_healthy(Duration::from_secs(30))?;
+    }
+    // Shrink: the newest shard first.
+    for pair in added.chunks(2).rev() {
+        let topology = cluster.topology()?;
+        let primary = pair
+            .iter()
+            .find(|a| topology.by_addr(**a).is_some_and(|n| n.primary))
+            .copied()
+            .context("an added shard has a primary")?;
+        let primary_index = cluster.index_of(&primary.to_string()).context("known")?;
+        let leaving_keys = match cluster.nodes[primary_index].call(&["DBSIZE"])? {
+            Reply::Int(n) => n as u64,
+            other => bail!("DBSIZE answered {other:?}"),
+        };
+        step(
+            cluster,
+            format!("remove {primary}"),
+            vec![
+                "remove-node".into(),
+                primary.to_string(),
+                "--to".into(),
+                seed.clone(),
+            ],
+            Some(leaving_keys),
+        )?;
+        cluster.forget_node(primary_index);
+        for other in pair.iter().filter(|a| **a != primary) {
+            cluster.admin(&["remove-node", &other.to_string(), "--to", &seed])?;
+            let i = cluster.index_of(&other.to_string()).context("known")?;
+            cluster.forget_node(i);
+        }
+        cluster.wait_healthy(Duration::from_secs(30))?;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (mut ops, _) = load.finish()?;
+    ops.extend(preload);
+    let finals = finals(cluster.addrs(), &names)?;
+    let verdict = check(&ops, &finals);
+    let window_stats = |inside: &dyn Fn(&Op) -> bool, span_ms: u64| -> Result<(f64, u64)> {
+        let mut h = Histogram::<u64>::new(3)?;
+        let mut n = 0u64;
+        for o in ops
+            .iter()
+            .filter(|o| o.client != 0 && o.status == Status::Ok && inside(o))
+        {
+            h.record((o.end_us - o.start_us).max(1))?;
+            n += 1;
+        }
+        Ok((
+            n as f64 * 1000.0 / span_ms.max(1) as f64,
+            h.value_at_quantile(0.99),
+        ))
+    };
+    for s in &mut steps {
+        let (a, b) = (s.window_ms.0 * 1000, s.window_ms.1 * 1000);
+        let (rate, p99) = window_stats(
+            &|o: &Op| o.start_us >= a && o.end_us <= b,
+            s.window_ms.1 - s.window_ms.0,
+        )?;
+        s.ops_per_s = rate;
+        s.p99_us = p99;
+    }
+    let load_ops: Vec<&Op> = ops.iter().filter(|o| o.client != 0).collect();
+    let first = load_ops.iter().map(|o| o.start_us).min().unwrap_or(0);
+    let last = load_ops.iter().map(|o| o.end_us).max().unwrap_or(0);
+    let in_steps: u64 = steps.iter().map(|s| s.window_ms.1 - s.window_ms.0).sum();
+    let windows: Vec<(u64, u64)> = steps
+        .iter()
+        .map(|s| (s.window_ms.0 * 1000, s.window_ms.1 * 1000))
+        .collect();
+    let steady = window_stats(
+        &|o: &Op| {
+            !windows
+                .iter()
+                .any(|&(a, b)| o.start_us <= b && o.end_us >= a)
+        },
+        ((last - first) / 1000).saturating_sub(in_steps),
+    )?;
+    Ok(Scaling {
+        ops: load_ops.len() as u64,
+        failed: load_ops.iter().filter(|o| o.status != Status::Ok).count() as u64,
+        steps,
+        steady,
+        verdict,
     })
 }
