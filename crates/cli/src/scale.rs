@@ -219,8 +219,18 @@ async fn follow(seed: &str, slots: &BTreeSet<u16>, baseline: (u64, u64)) -> anyh
     let total = slots.len();
     let tty = std::io::stdout().is_terminal();
     let mut last_print = Instant::now() - Duration::from_secs(10);
+    // Any member can report progress: the seed may fail during the move.
+    let mut nodes = vec![seed.to_string()];
     loop {
-        let state = topology(seed).await?;
+        let state = topology_any(&nodes).await?;
+        nodes = std::iter::once(seed.to_string())
+            .chain(
+                state
+                    .members
+                    .values()
+                    .map(|m| format!("{}:{}@{}", m.host, m.port, m.bus_port)),
+            )
+            .collect();
         let left = slots
             .iter()
             .filter(|s| state.migrations.contains_key(s))
@@ -266,6 +276,18 @@ async fn follow(seed: &str, slots: &BTreeSet<u16>, baseline: (u64, u64)) -> anyh
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The topology from the first of `nodes` that answers.
+async fn topology_any(nodes: &[String]) -> anyhow::Result<ClusterState> {
+    let mut last = anyhow!("no node to ask");
+    for node in nodes {
+        match topology(node).await {
+            Ok(state) => return Ok(state),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Keys and bytes moved out by every member, as their statuses report.

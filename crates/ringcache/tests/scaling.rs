@@ -62,3 +62,69 @@ fn growing_3_to_5_shards_and_back_under_load_loses_no_key_and_moves_the_minimum(
     assert!(r.verdict.phantoms.is_empty(), "phantom values");
     assert_eq!(r.verdict.stale_reads, 0, "stale reads");
 }
+
+/// One migration crash test at a time (each runs 8 processes on a 2-core machine).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn crash(first: u8, victim: scenario::Victim) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ips: Vec<String> = (first..first + 6).map(|i| format!("127.0.0.{i}")).collect();
+    let extra: Vec<String> = (first + 6..first + 8)
+        .map(|i| format!("127.0.0.{i}"))
+        .collect();
+    // 20,000 keys of 1 KB and 1 MB/s per draining node: a quarter moves in about 5 s.
+    let mut cluster = Cluster::start_with(
+        Path::new(env!("CARGO_BIN_EXE_ringcache")),
+        &ips,
+        1,
+        &format!("migration-crash-{first}"),
+        &["--migration-rate", "1mb"],
+    )
+    .expect("cluster");
+    let r = scenario::migration_crash(&mut cluster, &extra, victim, 20_000, 1000)
+        .expect("migration crash run");
+    println!(
+        "{victim:?} {} killed at {} ms, add-node done at {} ms; {} ops, {} failed; lost {} \
+         (on the victim {}), stale {}, phantoms {}",
+        r.victim,
+        r.killed_ms,
+        r.done_ms,
+        r.ops,
+        r.failed,
+        r.verdict.lost.len(),
+        r.lost_on_victim,
+        r.verdict.stale_reads,
+        r.verdict.phantoms.len()
+    );
+    assert!(
+        r.done_ms > r.killed_ms,
+        "the kill came after the migration ended"
+    );
+    assert_eq!(r.migrations_left, 0, "slots left migrating");
+    assert_eq!(r.shards, 4, "the new shard serves its slots");
+    assert_eq!(r.failed, 0, "operations failed beyond the retry budget");
+    assert!(r.verdict.phantoms.is_empty(), "phantom values");
+    // Only a failover's bound: writes the killed primary acknowledged and hadn't streamed.
+    assert_eq!(
+        r.verdict.lost.len(),
+        r.lost_on_victim,
+        "writes lost that the killed node hadn't acknowledged: {:?}",
+        r.verdict.lost
+    );
+    assert!(r.lost_on_victim <= 5, "lost {:?}", r.verdict.lost);
+}
+
+#[test]
+fn killing_the_source_primary_mid_migration_leaves_no_slot_orphaned_and_no_key_lost() {
+    crash(101, scenario::Victim::Source);
+}
+
+#[test]
+fn killing_the_target_primary_mid_migration_leaves_no_slot_orphaned_and_no_key_lost() {
+    crash(111, scenario::Victim::Target);
+}
+
+#[test]
+fn killing_the_raft_leader_mid_migration_leaves_no_slot_orphaned_and_no_key_lost() {
+    crash(121, scenario::Victim::Leader);
+}

@@ -160,7 +160,12 @@ pub struct Glue {
 impl Glue {
     /// Connects `node` to its control plane: installs the routing hook and the forwarding
     /// data plane, and keeps the routes current as the cluster state changes.
-    pub fn install(node: &Arc<Node>, control: Arc<ClusterNode>, backlog_bytes: usize) -> Arc<Glue> {
+    pub fn install(
+        node: &Arc<Node>,
+        control: Arc<ClusterNode>,
+        backlog_bytes: usize,
+        migration_rate_bytes: u64,
+    ) -> Arc<Glue> {
         let routes = Routes::build(&control.state(), control.id);
         let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
         let forward_client = Arc::new(command::ClientInfo::new(0, unspecified, unspecified));
@@ -178,7 +183,7 @@ impl Glue {
                 LAG_WINDOW,
                 std::time::Instant::now(),
             ))),
-            migrations: Arc::new(Migrations::new(0)),
+            migrations: Arc::new(Migrations::new(migration_rate_bytes)),
         });
         let _ = node.cluster.set(glue.clone());
         control.set_data_plane(glue.clone());
@@ -1108,6 +1113,21 @@ impl ClusterHook for Glue {
                 "ringcache_replication_link_up",
                 "On a replica: 1 while the link to the primary works.",
                 i64::from(role == 2 && link_up),
+            ),
+            (
+                "ringcache_cluster_slots_migrating",
+                "Slots being moved between shards, cluster-wide.",
+                state.migrations.len() as i64,
+            ),
+            (
+                "ringcache_migration_keys_moved",
+                "Keys this node has moved out by slot migrations since it started (a counter).",
+                self.migrations.moved().0 as i64,
+            ),
+            (
+                "ringcache_migration_bytes_moved",
+                "Bytes of keys and values this node has moved out by slot migrations (a counter).",
+                self.migrations.moved().1 as i64,
             ),
         ]
     }

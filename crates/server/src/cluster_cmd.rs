@@ -177,7 +177,8 @@ fn info(glue: &Glue, state: &ClusterState) -> String {
          cluster_size:{size}\r\ncluster_current_epoch:{}\r\ncluster_my_epoch:{my_epoch}\r\n\
          cluster_stats_messages_sent:0\r\ncluster_stats_messages_received:0\r\n\
          total_cluster_links_buffer_limit_exceeded:0\r\ncluster_id:{}\r\n\
-         cluster_raft_leader:{}\r\ncluster_raft_role:{}\r\ncluster_raft_term:{}\r\n",
+         cluster_raft_leader:{}\r\ncluster_raft_role:{}\r\ncluster_raft_term:{}\r\n\
+         cluster_slots_migrating:{}\r\n",
         if ok { "ok" } else { "fail" },
         state.members.len(),
         state.epoch,
@@ -185,6 +186,7 @@ fn info(glue: &Glue, state: &ClusterState) -> String {
         status.leader.map(node_name).unwrap_or_default(),
         status.raft_role.to_ascii_lowercase(),
         status.term,
+        state.migrations.len(),
     )
 }
 

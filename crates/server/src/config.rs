@@ -103,6 +103,10 @@ pub struct ServerArgs {
     /// [default: 16mb]; a replica further behind syncs in full.
     #[arg(long, env = "RINGCACHE_REPL_BACKLOG_SIZE")]
     pub repl_backlog_size: Option<String>,
+    /// Most bytes per second this node sends when a slot migrates away from it, e.g. `50mb`
+    /// [default: 0, no limit].
+    #[arg(long, env = "RINGCACHE_MIGRATION_RATE")]
+    pub migration_rate: Option<String>,
 }
 
 /// The resolved configuration of a node.
@@ -161,6 +165,8 @@ pub struct ClusterConfig {
     pub forward_port: Option<u16>,
     /// Replication backlog size.
     pub repl_backlog_bytes: usize,
+    /// Slot migration rate limit in bytes per second (0: none).
+    pub migration_rate_bytes: u64,
 }
 
 impl Default for Config {
@@ -214,6 +220,8 @@ impl Config {
             "repl-backlog-size",
             16 << 20,
         )?;
+        let migration_rate_bytes =
+            size(pick!(migration_rate).as_ref(), "migration-rate", 0)? as u64;
         let config = Config {
             bind: pick!(bind).unwrap_or(IpAddr::from([127, 0, 0, 1])),
             port: pick!(port).unwrap_or(6379),
@@ -262,6 +270,7 @@ impl Config {
                 zone: args.zone.clone().or(file.zone.clone()).unwrap_or_default(),
                 forward_port: args.forward_port.or(file.forward_port),
                 repl_backlog_bytes,
+                migration_rate_bytes,
             }),
         };
         if config.max_clients == 0 {

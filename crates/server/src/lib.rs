@@ -278,7 +278,12 @@ async fn start_cluster(
     .await
     .with_context(|| format!("starting the cluster bus (data dir {})", dir.display()))?;
     Ok((
-        cluster::Glue::install(node, control, cc.repl_backlog_bytes),
+        cluster::Glue::install(
+            node,
+            control,
+            cc.repl_backlog_bytes,
+            cc.migration_rate_bytes,
+        ),
         forward,
     ))
 }

@@ -31,6 +31,8 @@ pub struct Node {
     pub memcache: u16,
     dir: PathBuf,
     bin: PathBuf,
+    /// More `ringcache server` arguments.
+    extra: Vec<String>,
     child: Option<Child>,
     paused: bool,
 }
@@ -46,6 +48,7 @@ impl Node {
             memcache: free_port(ip)?,
             dir: root.join(format!("{ip}-{port}")),
             bin: bin.to_path_buf(),
+            extra: Vec::new(),
             child: None,
             paused: false,
         })
@@ -67,6 +70,7 @@ impl Node {
             .args(["--memcache-port", &self.memcache.to_string()])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -252,6 +256,8 @@ pub struct Cluster {
     /// The nodes, in address order.
     pub nodes: Vec<Node>,
     bin: PathBuf,
+    /// More `ringcache server` arguments for every node.
+    extra: Vec<String>,
     /// Where the nodes keep their files.
     pub root: PathBuf,
 }
@@ -260,11 +266,24 @@ impl Cluster {
     /// Starts one node per address and forms a cluster of them with `replicas` replicas per
     /// shard (`ringcache cluster create`).
     pub fn start(bin: &Path, ips: &[String], replicas: usize, name: &str) -> Result<Cluster> {
+        Cluster::start_with(bin, ips, replicas, name, &[])
+    }
+
+    /// As [`Cluster::start`], with more `ringcache server` arguments for every node.
+    pub fn start_with(
+        bin: &Path,
+        ips: &[String],
+        replicas: usize,
+        name: &str,
+        extra: &[&str],
+    ) -> Result<Cluster> {
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let root = std::env::temp_dir().join(format!("ringcache-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let mut nodes = Vec::new();
         for ip in ips {
             let mut node = Node::new(bin, ip, &root)?;
+            node.extra = extra.clone();
             node.start()?;
             nodes.push(node);
         }
@@ -281,6 +300,7 @@ impl Cluster {
         let cluster = Cluster {
             nodes,
             bin: bin.to_path_buf(),
+            extra,
             root,
         };
         cluster.wait_healthy(Duration::from_secs(30))?;
@@ -291,6 +311,7 @@ impl Cluster {
     /// index.
     pub fn start_node(&mut self, ip: &str) -> Result<usize> {
         let mut node = Node::new(&self.bin, ip, &self.root)?;
+        node.extra = self.extra.clone();
         node.start()?;
         self.nodes.push(node);
         Ok(self.nodes.len() - 1)

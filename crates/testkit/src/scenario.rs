@@ -36,8 +36,13 @@ impl Clock {
     }
 }
 
+/// A recorded value: the number before any `:` padding.
+fn parse_text(text: &str) -> Option<u64> {
+    text.split(':').next()?.parse().ok()
+}
+
 fn parse_value(reply: &Reply) -> Option<u64> {
-    reply.text().and_then(|t| t.parse().ok())
+    reply.text().as_deref().and_then(parse_text)
 }
 
 /// `count` keys whose slots the primary `id` serves, named `<prefix><n>`.
@@ -75,7 +80,7 @@ fn finals(seeds: Vec<SocketAddr>, keys: &[String]) -> Result<HashMap<u32, Option
     for (i, key) in keys.iter().enumerate() {
         match client.get(key.as_bytes()) {
             Outcome::Done(Reply::Bulk(b), _) => {
-                let value = b.and_then(|b| String::from_utf8_lossy(&b).parse().ok());
+                let value = b.and_then(|b| parse_text(&String::from_utf8_lossy(&b)));
                 out.insert(i as u32, value);
             }
             other => bail!("final read of {key} failed: {other:?}"),
@@ -951,6 +956,164 @@ pub fn elastic(
         failed: load_ops.iter().filter(|o| o.status != Status::Ok).count() as u64,
         steps,
         steady,
+        verdict,
+    })
+}
+
+/// Which node a migration crash test kills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Victim {
+    /// The primary of a shard giving slots away (not the Raft leader).
+    Source,
+    /// The primary of the new shard, importing.
+    Target,
+    /// The Raft leader, which drives the migration.
+    Leader,
+}
+
+/// What a migration crash run saw.
+#[derive(Debug)]
+pub struct MigrationCrash {
+    /// The killed node.
+    pub victim: SocketAddr,
+    /// When it was killed and when `add-node` finished (ms from the start).
+    pub killed_ms: u64,
+    /// When `add-node` finished.
+    pub done_ms: u64,
+    /// Slots still migrating at the end: must be 0.
+    pub migrations_left: usize,
+    /// Shards serving slots at the end.
+    pub shards: usize,
+    /// Operations issued and failed beyond the retry budget.
+    pub ops: u64,
+    /// Operations that failed beyond the retry budget.
+    pub failed: u64,
+    /// The history checker's verdict.
+    pub verdict: Verdict,
+    /// Lost acknowledged writes that the killed node acknowledged (a failover's bound).
+    pub lost_on_victim: usize,
+}
+
+/// Adds a shard (two nodes from `extra`) with a rate-limited migration (the cluster's nodes
+/// should run with `--migration-rate`), kills the source or the target primary with
+/// `kill -9` in the middle, lets `add-node` finish, restarts the node, and checks every key.
+pub fn migration_crash(
+    cluster: &mut Cluster,
+    extra: &[String],
+    victim: Victim,
+    keys: usize,
+    value_bytes: usize,
+) -> Result<MigrationCrash> {
+    let clock = Clock(Instant::now());
+    let names: Arc<Vec<String>> = Arc::new((0..keys).map(|i| format!("mc{i}")).collect());
+    let pad = "x".repeat(value_bytes);
+    let mut preload = Vec::with_capacity(keys);
+    {
+        let mut client = ClusterClient::new(cluster.addrs(), Budget::default());
+        for (i, name) in names.iter().enumerate() {
+            let value = value_of(0, i as u64);
+            let start_us = clock.us();
+            let text = format!("{value}:{pad}");
+            let outcome = client.set(name.as_bytes(), text.as_bytes(), 0);
+            preload.push(record_write(0, i as u32, value, start_us, clock, &outcome));
+        }
+    }
+    let topology = cluster.topology()?;
+    // The CLI talks to a node that survives: not the victim, which is chosen below among
+    // the nodes other than the first.
+    let seed = cluster.nodes[0].cluster_addr();
+    let load = Load::start(cluster.addrs(), names.clone(), 2, 400, clock);
+    let mut args = vec!["cluster".to_string(), "add-node".to_string()];
+    let mut added = Vec::new();
+    for ip in extra.iter().take(2) {
+        let i = cluster.start_node(ip)?;
+        args.push(cluster.nodes[i].cluster_addr());
+        added.push(cluster.nodes[i].addr());
+    }
+    args.extend(["--to".to_string(), seed.clone()]);
+    let bin = cluster.bin().to_path_buf();
+    let cli = std::thread::spawn(move || std::process::Command::new(bin).args(&args).output());
+    std::thread::sleep(Duration::from_millis(1500));
+    let victim_addr = match victim {
+        Victim::Source => {
+            let old = topology
+                .nodes
+                .iter()
+                .filter(|n| n.primary && n.id != topology.leader)
+                .filter(|n| cluster.index_of(&n.addr).is_some_and(|i| i != 0))
+                .map(|n| n.addr.clone())
+                .next()
+                .context("a source primary to kill")?;
+            old.parse::<SocketAddr>()?
+        }
+        Victim::Leader => {
+            let leader = topology
+                .nodes
+                .iter()
+                .find(|n| n.id == topology.leader)
+                .context("the Raft leader")?;
+            leader.addr.parse::<SocketAddr>()?
+        }
+        Victim::Target => {
+            let now = cluster.topology()?;
+            *added
+                .iter()
+                .find(|a| now.by_addr(**a).is_some_and(|n| n.primary))
+                .context("the new shard's primary")?
+        }
+    };
+    let v = cluster
+        .index_of(&victim_addr.to_string())
+        .context("victim is a node")?;
+    let killed_ms = clock.us() / 1000;
+    cluster.nodes[v].kill();
+    let out = cli
+        .join()
+        .map_err(|_| anyhow::anyhow!("cli thread panicked"))??;
+    let done_ms = clock.us() / 1000;
+    if !out.status.success() {
+        bail!(
+            "add-node failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    cluster.nodes[v].start()?;
+    cluster.wait_healthy(Duration::from_secs(60))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let (mut ops, _) = load.finish()?;
+    ops.extend(preload);
+    let finals = finals(cluster.addrs(), &names)?;
+    let verdict = check(&ops, &finals);
+    let end = cluster.topology()?;
+    let migrations_left = cluster.nodes[0]
+        .call(&["CLUSTER", "INFO"])?
+        .text()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("cluster_slots_migrating:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0);
+    let shards = end
+        .nodes
+        .iter()
+        .filter(|n| n.primary && !n.ranges.is_empty())
+        .count();
+    let load_ops: Vec<&Op> = ops.iter().filter(|o| o.client != 0).collect();
+    Ok(MigrationCrash {
+        victim: victim_addr,
+        killed_ms,
+        done_ms,
+        migrations_left,
+        shards,
+        ops: load_ops.len() as u64,
+        failed: load_ops.iter().filter(|o| o.status != Status::Ok).count() as u64,
+        lost_on_victim: verdict
+            .lost
+            .iter()
+            .filter(|l| l.node == Some(victim_addr))
+            .count(),
         verdict,
     })
 }
