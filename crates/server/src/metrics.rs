@@ -172,14 +172,18 @@ impl Collector for NodeCollector {
             }
         }
 
-        let mut cumulative = 0u64;
+        // Per-bucket counts: `encode_histogram` sums them into the cumulative `le` series
+        // itself (handing it running totals counted every command many times over).
+        let mut count = 0u64;
         let mut buckets = Vec::with_capacity(LATENCY_BUCKETS_USEC.len() + 1);
         for (i, bound) in LATENCY_BUCKETS_USEC.iter().enumerate() {
-            cumulative += node.latency.buckets[i].load(Relaxed);
-            buckets.push((*bound as f64 / 1e6, cumulative));
+            let n = node.latency.buckets[i].load(Relaxed);
+            count += n;
+            buckets.push((*bound as f64 / 1e6, n));
         }
-        cumulative += node.latency.buckets[LATENCY_BUCKETS_USEC.len()].load(Relaxed);
-        buckets.push((f64::INFINITY, cumulative));
+        let n = node.latency.buckets[LATENCY_BUCKETS_USEC.len()].load(Relaxed);
+        count += n;
+        buckets.push((f64::INFINITY, n));
         let sum_secs = node.latency.sum_usec.load(Relaxed) as f64 / 1e6;
         let mut h = e.encode_descriptor(
             "ringcache_command_duration_seconds",
@@ -187,7 +191,7 @@ impl Collector for NodeCollector {
             None,
             MetricType::Histogram,
         )?;
-        h.encode_histogram::<NoLabelSet>(sum_secs, cumulative, &buckets, None)?;
+        h.encode_histogram::<NoLabelSet>(sum_secs, count, &buckets, None)?;
         Ok(())
     }
 }
