@@ -148,12 +148,17 @@ pub struct ClusterNode {
     pub id: NodeId,
     cluster_id: Arc<Mutex<Option<String>>>,
     raft: Raft,
-    /// Bus clients, shared with forwarding.
+    /// Bus clients of the control plane (Raft, pings, leases): their connections are used by
+    /// nothing else, so client traffic never queues ahead of a heartbeat.
     pub peers: Arc<Peers>,
+    /// Bus clients of the data plane: forwarding, replication, slot migration.
+    pub data_peers: Arc<Peers>,
     state: watch::Receiver<Arc<ClusterState>>,
     member: Member,
     dir: Option<PathBuf>,
     data_plane: OnceLock<Arc<dyn DataPlane>>,
+    /// The data plane's runtime: forwarded requests, replication and migration run there.
+    data_runtime: OnceLock<tokio::runtime::Handle>,
     /// Bound bus address.
     pub bus_addr: SocketAddr,
     /// The monotonic origin of `lease_until_ms`.
@@ -272,15 +277,18 @@ impl ClusterNode {
         let raft = Raft::new(identity.node_id, raft_config, network, log, sm)
             .await
             .map_err(std::io::Error::other)?;
+        let data_peers = Arc::new(Peers::new(cluster_id.clone(), config.bind_ip));
         let node = Arc::new(ClusterNode {
             id: identity.node_id,
             cluster_id,
             raft,
             peers,
+            data_peers,
             state: rx,
             member: config.member.clone(),
             dir: config.dir.clone(),
             data_plane: OnceLock::new(),
+            data_runtime: OnceLock::new(),
             bus_addr,
             started: std::time::Instant::now(),
             lease_until_ms: std::sync::atomic::AtomicU64::new(0),
@@ -364,6 +372,11 @@ impl ClusterNode {
     /// Plugs in the data plane that runs forwarded requests.
     pub fn set_data_plane(&self, data_plane: Arc<dyn DataPlane>) {
         let _ = self.data_plane.set(data_plane);
+        // Requests for the data plane run where it runs (the caller's runtime), not on the
+        // control plane's thread.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let _ = self.data_runtime.set(handle);
+        }
     }
 
     /// The cluster id, once this node is in a cluster.
@@ -973,6 +986,34 @@ impl bus::Handler for ClusterNode {
     }
 
     async fn handle(self: Arc<Self>, request: Request, from_cluster: Option<String>) -> Response {
+        let data = matches!(
+            request,
+            Request::Forward { .. }
+                | Request::ReplPull { .. }
+                | Request::ReplSnapshot { .. }
+                | Request::Drain { .. }
+                | Request::Import { .. }
+        );
+        if data {
+            if let Some(runtime) = self.data_runtime.get() {
+                let here = tokio::runtime::Handle::try_current().map(|h| h.id());
+                if here.ok() != Some(runtime.id()) {
+                    let node = self.clone();
+                    let run: BoxFuture<Response> = Box::pin(node.serve(request, from_cluster));
+                    return runtime
+                        .spawn(run)
+                        .await
+                        .unwrap_or_else(|e| Response::Refused(e.to_string()));
+                }
+            }
+        }
+        self.serve(request, from_cluster).await
+    }
+}
+
+impl ClusterNode {
+    /// Answers one bus request (on the runtime [`bus::Handler::handle`] chose).
+    async fn serve(self: Arc<Self>, request: Request, from_cluster: Option<String>) -> Response {
         let refused = |why: String| Response::Refused(why);
         match request {
             Request::Hello { .. } => Response::Refused("hello twice".into()),

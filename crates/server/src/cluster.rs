@@ -466,7 +466,7 @@ impl Glue {
         proto: Proto,
         payload: Vec<Vec<u8>>,
     ) -> Result<Vec<u8>, String> {
-        let client = self.control.peers.get(&bus_addr);
+        let client = self.control.data_peers.get(&bus_addr);
         let request = Request::Forward {
             proto,
             payload: payload.clone(),
@@ -476,7 +476,7 @@ impl Glue {
             Ok(Response::Forwarded(bytes)) => Ok(bytes),
             Ok(Response::Ask(importer)) if !asking => {
                 // The slot is migrating and the keys have left (or never were) there.
-                let client = self.control.peers.get(&importer);
+                let client = self.control.data_peers.get(&importer);
                 let request = Request::Forward {
                     proto,
                     payload,
@@ -888,7 +888,7 @@ impl cluster::DataPlane for Glue {
         epoch: u64,
     ) -> BusAnswerOf<Result<(u64, u64), String>> {
         let node = self.node.upgrade();
-        let peers = self.control.peers.clone();
+        let peers = self.control.data_peers.clone();
         let migrations = self.migrations.clone();
         Box::pin(async move {
             let Some(node) = node else {

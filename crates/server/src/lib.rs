@@ -266,17 +266,31 @@ async fn start_cluster(
         admin_port: admin_addr.map(|a| a.port()),
         zone: cc.zone.clone(),
     };
-    let control = ::cluster::ClusterNode::start(
-        ::cluster::Config {
-            dir: Some(dir.clone()),
-            bus_listen: SocketAddr::new(config.bind, bus_port),
-            member,
-            bind_ip: Some(config.bind).filter(|ip| !ip.is_unspecified()),
-        },
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("starting the cluster bus (data dir {})", dir.display()))?;
+    // The control plane (Raft, the leader's pings and leases, the bus server) runs on a
+    // runtime of its own, on its own thread: client work saturating the data plane's workers
+    // can't hold back a heartbeat or a lease renewal, so a busy node isn't taken for a dead
+    // one. The runtime lives as long as the process.
+    let control_runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ringcache-control")
+            .enable_all()
+            .build()
+            .context("starting the control plane's runtime")?,
+    ));
+    let control = control_runtime
+        .spawn(::cluster::ClusterNode::start(
+            ::cluster::Config {
+                dir: Some(dir.clone()),
+                bus_listen: SocketAddr::new(config.bind, bus_port),
+                member,
+                bind_ip: Some(config.bind).filter(|ip| !ip.is_unspecified()),
+            },
+            shutdown.clone(),
+        ))
+        .await
+        .context("the control plane's runtime stopped")?
+        .with_context(|| format!("starting the cluster bus (data dir {})", dir.display()))?;
     Ok((
         cluster::Glue::install(
             node,

@@ -323,7 +323,7 @@ pub async fn follow(
     lag: Arc<Mutex<crate::lag::ReplicaLag>>,
     stop: CancellationToken,
 ) {
-    let client = control.peers.get(&primary_bus);
+    let client = control.data_peers.get(&primary_bus);
     let me = control.id;
     let call = |request: Request| {
         let client = client.clone();
