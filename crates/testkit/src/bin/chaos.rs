@@ -7,6 +7,7 @@
 //! chaos lost-writes  --trials 20            # asynchronous replication
 //! chaos lost-writes  --trials 20 --wait     # WAIT 1 after every write
 //! chaos availability --minutes 10
+//! chaos elastic --keys 100000           # grow 3 -> 5 shards and back under load
 //! ```
 //!
 //! Exits non-zero when a target is missed: a write or read served by a primary after its lease
@@ -57,6 +58,17 @@ enum Run {
         wait: bool,
         #[arg(long, default_value_t = 3)]
         writers: u32,
+    },
+    /// Grow 3 -> 4 -> 5 shards and shrink back to 3 under load (needs 4 more addresses after
+    /// the cluster's).
+    Elastic {
+        #[arg(long, default_value_t = 100_000)]
+        keys: usize,
+        #[arg(long, default_value_t = 4)]
+        clients: u32,
+        /// Operations per second, all clients together.
+        #[arg(long, default_value_t = 2000)]
+        rate: u32,
     },
     /// Random kills, pauses and partitions under load.
     Availability {
@@ -156,6 +168,45 @@ fn main() -> Result<()> {
             );
             if wait && lost_total > 0 {
                 bail!("acknowledged writes lost under WAIT");
+            }
+        }
+        Run::Elastic {
+            keys,
+            clients,
+            rate,
+        } => {
+            let extra: Vec<String> = (args.nodes..args.nodes + 4)
+                .map(|i| format!("127.0.0.{}", args.first + i))
+                .collect();
+            let r = scenario::elastic(&mut cluster, &extra, clients, rate, keys)?;
+            println!("| step | shards | slots moved | keys moved | optimum | took | ops/s | p99 |");
+            println!("|---|---|---|---|---|---|---|---|");
+            for s in &r.steps {
+                println!(
+                    "| {} | {} | {} | {} | {} | {:.2} s | {:.0} | {:.2} ms |",
+                    s.action,
+                    s.shards,
+                    s.slots_moved,
+                    s.keys_moved,
+                    s.keys_optimal,
+                    (s.window_ms.1 - s.window_ms.0) as f64 / 1000.0,
+                    s.ops_per_s,
+                    s.p99_us as f64 / 1000.0
+                );
+            }
+            println!(
+                "steady (outside the steps): {:.0} ops/s, p99 {:.2} ms; {} operations, {} failed \
+                 beyond the retry budget; acknowledged writes lost {}, stale reads {}, phantoms {}",
+                r.steady.0,
+                r.steady.1 as f64 / 1000.0,
+                r.ops,
+                r.failed,
+                r.verdict.lost.len(),
+                r.verdict.stale_reads,
+                r.verdict.phantoms.len()
+            );
+            if r.failed > 0 || !r.verdict.lost.is_empty() || !r.verdict.phantoms.is_empty() {
+                bail!("keys lost or operations failed while scaling");
             }
         }
         Run::Availability {
