@@ -325,6 +325,21 @@ pub fn render_status(state: &ClusterState, observed: &[Observed]) -> String {
             o.used_memory.map(human_bytes).unwrap_or_else(|| "?".into()),
         ));
     }
+    if !state.migrations.is_empty() {
+        let mut moves = std::collections::BTreeMap::<(u32, u32), usize>::new();
+        for m in state.migrations.values() {
+            *moves.entry((m.from, m.to)).or_default() += 1;
+        }
+        let moves: Vec<String> = moves
+            .iter()
+            .map(|((from, to), n)| format!("shard {from} -> {to}: {n}"))
+            .collect();
+        out.push_str(&format!(
+            "migrating {} slots ({})\n",
+            state.migrations.len(),
+            moves.join(", ")
+        ));
+    }
     out
 }
 
@@ -347,5 +362,10 @@ fn status_json(state: &ClusterState, observed: &[Observed]) -> serde_json::Value
             })
         })
         .collect();
-    serde_json::json!({ "epoch": state.epoch, "shards": state.shards.values().collect::<Vec<_>>(), "nodes": nodes })
+    let migrations: Vec<serde_json::Value> = state
+        .migrations
+        .iter()
+        .map(|(slot, m)| serde_json::json!({"slot": slot, "from": m.from, "to": m.to}))
+        .collect();
+    serde_json::json!({ "epoch": state.epoch, "shards": state.shards.values().collect::<Vec<_>>(), "nodes": nodes, "migrations": migrations })
 }

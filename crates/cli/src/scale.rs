@@ -268,6 +268,7 @@ async fn follow(seed: &str, slots: &BTreeSet<u16>, baseline: (u64, u64)) -> anyh
             if tty {
                 println!();
             }
+            settle(&state).await;
             println!("done in {:.2} s", started.elapsed().as_secs_f64());
             return Ok(());
         }
@@ -275,6 +276,21 @@ async fn follow(seed: &str, slots: &BTreeSet<u16>, baseline: (u64, u64)) -> anyh
             bail!("{left} slots still migrating; the cluster goes on with them");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits (up to 5 s) until every member has applied `state`'s epoch, so that a client
+/// asking any node right after the command gets the new picture.
+async fn settle(state: &ClusterState) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for m in state.members.values() {
+        let client = Client::new(m.bus_addr(), Arc::new(Mutex::new(None)), None);
+        while Instant::now() < deadline {
+            match client.call(Request::Status, Duration::from_secs(1)).await {
+                Ok(Response::Status(s)) if s.epoch >= state.epoch => break,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
     }
 }
 

@@ -29,7 +29,7 @@ struct Args {
     /// The ringcache binary the nodes run.
     #[arg(long, default_value = "target/release/ringcache")]
     bin: PathBuf,
-    /// The nodes' addresses: 127.0.0.<first> onwards.
+    /// The nodes' addresses: `127.0.0.<first>` onwards.
     #[arg(long, default_value_t = 41)]
     first: u8,
     /// How many nodes (3 shards of 2 with the default 6).
