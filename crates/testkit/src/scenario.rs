@@ -58,19 +58,36 @@ fn keys_of(topology: &Topology, id: &str, prefix: &str, count: usize) -> Vec<Str
         .collect()
 }
 
-/// A primary that is not the Raft leader, chosen at random: its index in the cluster.
-fn pick_primary(cluster: &Cluster, rng: &mut impl Rng) -> Result<(usize, Topology)> {
+/// A primary that is not the Raft leader, chosen at random.
+struct Picked {
+    /// Its index in the cluster.
+    index: usize,
+    /// Its RESP address.
+    addr: SocketAddr,
+    /// Its node id.
+    id: String,
+    /// The topology it was picked from.
+    topology: Topology,
+}
+
+fn pick_primary(cluster: &Cluster, rng: &mut impl Rng) -> Result<Picked> {
     let topology = cluster.topology()?;
-    let candidates: Vec<usize> = topology
+    let candidates: Vec<(usize, String)> = topology
         .nodes
         .iter()
         .filter(|n| n.primary && n.id != topology.leader)
-        .filter_map(|n| cluster.index_of(&n.addr))
+        .filter_map(|n| Some((cluster.index_of(&n.addr)?, n.id.clone())))
         .collect();
-    let i = *candidates
+    let (index, id) = candidates
         .choose(rng)
-        .context("no primary apart from the leader")?;
-    Ok((i, topology))
+        .context("no primary apart from the leader")?
+        .clone();
+    Ok(Picked {
+        index,
+        addr: cluster.nodes[index].addr(),
+        id,
+        topology,
+    })
 }
 
 /// Reads the final value of every key through a routing client.
@@ -149,13 +166,12 @@ pub fn split_brain(
     hold: Duration,
 ) -> Result<SplitBrain> {
     let mut rng = rand::thread_rng();
-    let (p, topology) = pick_primary(cluster, &mut rng)?;
-    let primary = cluster.nodes[p].addr();
-    let primary_id = topology
-        .by_addr(primary)
-        .context("primary in topology")?
-        .id
-        .clone();
+    let Picked {
+        index: p,
+        addr: primary,
+        id: primary_id,
+        topology,
+    } = pick_primary(cluster, &mut rng)?;
     let keys = Arc::new(keys_of(&topology, &primary_id, "sb", keys));
     let seeds: Vec<SocketAddr> = cluster
         .addrs()
@@ -341,13 +357,12 @@ pub fn lost_writes(
     keys_per_writer: usize,
 ) -> Result<LostWrites> {
     let mut rng = rand::thread_rng();
-    let (p, topology) = pick_primary(cluster, &mut rng)?;
-    let primary = cluster.nodes[p].addr();
-    let primary_id = topology
-        .by_addr(primary)
-        .context("primary in topology")?
-        .id
-        .clone();
+    let Picked {
+        index: p,
+        addr: primary,
+        id: primary_id,
+        topology,
+    } = pick_primary(cluster, &mut rng)?;
     let prefix = format!("lw{}-", rng.gen::<u32>());
     let keys = Arc::new(keys_of(
         &topology,
