@@ -127,6 +127,7 @@ pub(crate) fn admin_client(node: &str) -> anyhow::Result<Client> {
         format!("{host}:{bus}"),
         Arc::new(Mutex::new(None)),
         None,
+        false,
     ))
 }
 
@@ -209,7 +210,7 @@ pub struct Observed {
 async fn statuses(state: &ClusterState) -> Vec<Observed> {
     let mut out = Vec::new();
     for m in state.members.values() {
-        let client = Client::new(m.bus_addr(), Arc::new(Mutex::new(None)), None);
+        let client = Client::new(m.bus_addr(), Arc::new(Mutex::new(None)), None, false);
         let status = match client.call(Request::Status, Duration::from_secs(1)).await {
             Ok(Response::Status(s)) => Ok(*s),
             Ok(other) => Err(format!("unexpected {other:?}")),

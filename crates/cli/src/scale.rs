@@ -24,6 +24,7 @@ fn member_client(bus_addr: &str, cluster_id: &str) -> Client {
         bus_addr.to_string(),
         Arc::new(Mutex::new(Some(cluster_id.to_string()))),
         None,
+        false,
     )
 }
 
@@ -284,7 +285,7 @@ async fn follow(seed: &str, slots: &BTreeSet<u16>, baseline: (u64, u64)) -> anyh
 async fn settle(state: &ClusterState) {
     let deadline = Instant::now() + Duration::from_secs(5);
     for m in state.members.values() {
-        let client = Client::new(m.bus_addr(), Arc::new(Mutex::new(None)), None);
+        let client = Client::new(m.bus_addr(), Arc::new(Mutex::new(None)), None, false);
         while Instant::now() < deadline {
             match client.call(Request::Status, Duration::from_secs(1)).await {
                 Ok(Response::Status(s)) if s.epoch >= state.epoch => break,
@@ -310,7 +311,7 @@ async fn topology_any(nodes: &[String]) -> anyhow::Result<ClusterState> {
 async fn moved_bytes(state: &ClusterState) -> (u64, u64) {
     let mut total = (0, 0);
     for m in state.members.values() {
-        let client = Client::new(m.bus_addr(), Arc::new(Mutex::new(None)), None);
+        let client = Client::new(m.bus_addr(), Arc::new(Mutex::new(None)), None, false);
         if let Ok(Response::Status(s)) = client.call(Request::Status, Duration::from_secs(1)).await
         {
             total.0 += s.migrated.0;

@@ -31,7 +31,7 @@ use crate::raft::TypeConfig;
 use crate::topology::{Change, ClusterState};
 
 /// The bus protocol version this build speaks.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 /// The largest frame accepted: a forwarded request of the largest value, with room.
 pub const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
 const MAGIC: [u8; 2] = *b"RC";
@@ -53,6 +53,10 @@ pub enum Request {
     Hello {
         /// The sender's cluster id.
         cluster_id: Option<String>,
+        /// The connection carries data-plane traffic (forwarded requests, replication,
+        /// migration): the receiver serves it on its data plane's runtime, so bulk transfers
+        /// are read and decoded off the control plane's thread.
+        data_plane: bool,
     },
     /// Asks a node that is in no cluster to join this one (it keeps the id in its data dir).
     Meet {
@@ -297,6 +301,25 @@ pub enum ReplOp {
     },
     /// The shard was flushed.
     Clear,
+    /// A piece of a value too large for one message (slot migration only): the parts of a
+    /// key arrive in order, each in a message of its own, and the key holds the value once
+    /// the last one has.
+    Part {
+        /// The key.
+        key: Vec<u8>,
+        /// Where this piece starts in the value.
+        offset: u64,
+        /// The whole value's length.
+        total: u64,
+        /// The bytes from `offset`.
+        data: Vec<u8>,
+        /// Client flags.
+        flags: u32,
+        /// Absolute expiry, Unix ms; 0 for none.
+        expires_at_ms: u64,
+        /// Protocol bits.
+        meta: u8,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -408,6 +431,10 @@ async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> std::io::Result<
 pub trait Handler: Send + Sync + 'static {
     /// Checks a hello: `Ok(node id)` to go on, `Err(reason)` to refuse.
     fn hello(&self, cluster_id: Option<&str>) -> Result<NodeId, String>;
+    /// The runtime that serves data-plane connections, when it isn't the current one.
+    fn data_runtime(&self) -> Option<tokio::runtime::Handle> {
+        None
+    }
     /// Answers one request that arrived on a connection whose hello named `from_cluster`.
     fn handle(
         self: Arc<Self>,
@@ -417,37 +444,78 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve<H: Handler>(handler: Arc<H>, stream: TcpStream) {
+pub async fn serve<H: Handler>(handler: Arc<H>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    // The hello, read unbuffered: whatever follows it stays in the socket.
+    let Ok(Some(Message::Request { id, body })) = read_frame(&mut stream).await else {
+        return;
+    };
+    let (answer, hello) = match body {
+        Request::Hello {
+            cluster_id,
+            data_plane,
+        } => (
+            handler.hello(cluster_id.as_deref()),
+            Some((cluster_id, data_plane)),
+        ),
+        _ => (Err("expected hello".to_string()), None),
+    };
+    let (body, greeted) = match (answer, hello) {
+        (Ok(node_id), Some(hello)) => (Response::Welcome { node_id }, Some(hello)),
+        (Err(why), _) => (Response::Refused(why), None),
+        (Ok(_), None) => return,
+    };
+    if stream
+        .write_all(&encode(&Message::Response { id, body }))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let Some((from_cluster, data_plane)) = greeted else {
+        return;
+    };
+    if data_plane {
+        if let Some(runtime) = handler.data_runtime() {
+            let here = tokio::runtime::Handle::try_current().map(|h| h.id());
+            if here.ok() != Some(runtime.id()) {
+                // Re-registered with the data runtime's reactor.
+                let Ok(std_stream) = stream.into_std() else {
+                    return;
+                };
+                runtime.spawn(async move {
+                    if let Ok(stream) = TcpStream::from_std(std_stream) {
+                        serve_greeted(handler, stream, from_cluster).await;
+                    }
+                });
+                return;
+            }
+        }
+    }
+    serve_greeted(handler, stream, from_cluster).await;
+}
+
+/// Serves the requests after the hello, each in a task of its own.
+async fn serve_greeted<H: Handler>(
+    handler: Arc<H>,
+    stream: TcpStream,
+    from_cluster: Option<String>,
+) {
     let (reader, writer) = stream.into_split();
     let mut reader = tokio::io::BufReader::with_capacity(IO_BUFFER_BYTES, reader);
     let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer_task = tokio::spawn(write_frames(writer, rx));
-    let mut greeted = None;
     while let Ok(Some(message)) = read_frame(&mut reader).await {
         let Message::Request { id, body } = message else {
             break;
         };
-        let Some(from_cluster) = &greeted else {
-            let hello = match body {
-                Request::Hello { cluster_id } => Some(cluster_id),
-                _ => None,
-            };
-            let answer = match &hello {
-                Some(cluster_id) => handler.hello(cluster_id.as_deref()),
-                None => Err("expected hello".to_string()),
-            };
-            let (body, ok) = match answer {
-                Ok(node_id) => (Response::Welcome { node_id }, true),
-                Err(why) => (Response::Refused(why), false),
-            };
-            let _ = tx.send(encode(&Message::Response { id, body }));
-            if !ok {
-                break;
-            }
-            greeted = hello;
-            continue;
-        };
+        if matches!(body, Request::Hello { .. }) {
+            let _ = tx.send(encode(&Message::Response {
+                id,
+                body: Response::Refused("hello twice".into()),
+            }));
+            break;
+        }
         let handler = handler.clone();
         let tx = tx.clone();
         let from_cluster = from_cluster.clone();
@@ -474,6 +542,8 @@ pub struct Client {
     addr: String,
     cluster_id: Arc<Mutex<Option<String>>>,
     bind_ip: Option<IpAddr>,
+    /// Says so in its hello: the peer serves it on its data plane's runtime.
+    data_plane: bool,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
     next_id: AtomicU64,
 }
@@ -481,16 +551,19 @@ pub struct Client {
 impl Client {
     /// Returns a client for the peer at `addr` that introduces itself as a member of
     /// `cluster_id` (read at each connect), binding its sockets to `bind_ip` when given (so
-    /// a partition between two addresses cuts this traffic too).
+    /// a partition between two addresses cuts this traffic too). A `data_plane` client's
+    /// connections are served on the peer's data-plane runtime.
     pub fn new(
         addr: String,
         cluster_id: Arc<Mutex<Option<String>>>,
         bind_ip: Option<IpAddr>,
+        data_plane: bool,
     ) -> Self {
         Self {
             addr,
             cluster_id,
             bind_ip,
+            data_plane,
             conn: tokio::sync::Mutex::new(None),
             next_id: AtomicU64::new(1),
         }
@@ -591,7 +664,11 @@ impl Client {
             lock(&pending).clear();
         });
         let cluster_id = lock(&self.cluster_id).clone();
-        match self.exchange(&conn, Request::Hello { cluster_id }).await? {
+        let hello = Request::Hello {
+            cluster_id,
+            data_plane: self.data_plane,
+        };
+        match self.exchange(&conn, hello).await? {
             Response::Welcome { .. } => {}
             Response::Refused(why) => {
                 conn.closed.store(true, Ordering::Relaxed);

@@ -262,7 +262,7 @@ impl ClusterNode {
         let bus_addr = listener.local_addr()?;
         config.member.bus_port = bus_addr.port();
         let cluster_id = Arc::new(Mutex::new(identity.cluster_id.clone()));
-        let peers = Arc::new(Peers::new(cluster_id.clone(), config.bind_ip));
+        let peers = Arc::new(Peers::new(cluster_id.clone(), config.bind_ip, false));
         let (tx, rx) = watch::channel(Arc::new(ClusterState::default()));
         let log = LogStore::open(config.dir.as_deref())?;
         let sm = StateMachine::open(config.dir.as_deref(), Arc::new(tx))?;
@@ -277,7 +277,7 @@ impl ClusterNode {
         let raft = Raft::new(identity.node_id, raft_config, network, log, sm)
             .await
             .map_err(std::io::Error::other)?;
-        let data_peers = Arc::new(Peers::new(cluster_id.clone(), config.bind_ip));
+        let data_peers = Arc::new(Peers::new(cluster_id.clone(), config.bind_ip, true));
         let node = Arc::new(ClusterNode {
             id: identity.node_id,
             cluster_id,
@@ -865,7 +865,7 @@ impl ClusterNode {
                 members.push(self.member.clone());
                 continue;
             }
-            let client = bus::Client::new(addr.clone(), Arc::new(Mutex::new(None)), None);
+            let client = bus::Client::new(addr.clone(), Arc::new(Mutex::new(None)), None, false);
             let status = match client.call(Request::Status, CALL_TIMEOUT).await {
                 Ok(Response::Status(s)) => s,
                 Ok(other) => return Err(format!("{addr}: unexpected answer {other:?}")),
@@ -976,6 +976,10 @@ pub(crate) enum Retry {
 }
 
 impl bus::Handler for ClusterNode {
+    fn data_runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.data_runtime.get().cloned()
+    }
+
     fn hello(&self, cluster_id: Option<&str>) -> Result<NodeId, String> {
         match (self.cluster_id(), cluster_id) {
             (Some(mine), Some(theirs)) if mine != theirs => {
@@ -1116,7 +1120,9 @@ impl ClusterNode {
                 let mut slots: Vec<u16> = ops
                     .iter()
                     .map(|op| match op {
-                        ReplOp::Put { key, .. } | ReplOp::Del { key } => store::key_slot(key),
+                        ReplOp::Put { key, .. }
+                        | ReplOp::Del { key }
+                        | ReplOp::Part { key, .. } => store::key_slot(key),
                         ReplOp::Clear => u16::MAX,
                     })
                     .collect();

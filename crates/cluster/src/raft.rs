@@ -385,15 +385,22 @@ pub struct Peers {
     clients: Mutex<BTreeMap<String, Arc<bus::Client>>>,
     cluster_id: Arc<Mutex<Option<String>>>,
     bind_ip: Option<std::net::IpAddr>,
+    data_plane: bool,
 }
 
 impl Peers {
-    /// Returns an empty set of peers that introduce themselves with `cluster_id`.
-    pub fn new(cluster_id: Arc<Mutex<Option<String>>>, bind_ip: Option<std::net::IpAddr>) -> Self {
+    /// Returns an empty set of peers that introduce themselves with `cluster_id`; the
+    /// connections of `data_plane` peers are served on the receivers' data-plane runtimes.
+    pub fn new(
+        cluster_id: Arc<Mutex<Option<String>>>,
+        bind_ip: Option<std::net::IpAddr>,
+        data_plane: bool,
+    ) -> Self {
         Self {
             clients: Mutex::default(),
             cluster_id,
             bind_ip,
+            data_plane,
         }
     }
 
@@ -410,6 +417,7 @@ impl Peers {
                     addr.to_string(),
                     self.cluster_id.clone(),
                     self.bind_ip,
+                    self.data_plane,
                 ))
             })
             .clone()

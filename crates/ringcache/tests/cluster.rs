@@ -420,8 +420,12 @@ fn a_six_node_cluster_serves_every_slot_redirects_exactly_and_survives_its_raft_
         .build()
         .expect("rt");
     let other_id = std::sync::Arc::new(std::sync::Mutex::new(Some("not-this-cluster".to_string())));
-    let client =
-        cluster::bus::Client::new(format!("{}:{}", nodes[0].ip, nodes[0].bus), other_id, None);
+    let client = cluster::bus::Client::new(
+        format!("{}:{}", nodes[0].ip, nodes[0].bus),
+        other_id,
+        None,
+        false,
+    );
     let refused = rt.block_on(client.call(cluster::bus::Request::Status, Duration::from_secs(2)));
     assert!(
         matches!(refused, Err(cluster::bus::BusError::Refused { .. })),

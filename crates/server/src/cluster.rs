@@ -49,6 +49,35 @@ const FENCED: &str =
     "CLUSTERDOWN The primary has no write lease (cut off from the cluster majority?); retry";
 const FENCED_MC: &[u8] = b"SERVER_ERROR the key's primary has no write lease; retry\r\n";
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many times a forwarded request the owner refused as "not mine" is planned again, once
+/// this node's routes had a moment to catch up (a slot handed over, a failover): waits of
+/// 2, 4, 8 ... 64 ms, about 1.3 s in all.
+const FORWARD_REPLANS: u32 = 25;
+
+/// Why a forward failed.
+#[derive(Debug)]
+enum ForwardError {
+    /// The receiver doesn't own the key's slot (yet, or any more): nothing ran there, so the
+    /// request may be planned again.
+    NotOwner,
+    /// Anything else: the request may or may not have run.
+    Failed(String),
+}
+
+impl std::fmt::Display for ForwardError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForwardError::NotOwner => f.write_str("owner moved"),
+            ForwardError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The pause before planning a refused forward again: `left` replans remain.
+fn replan_wait(left: u32) -> Duration {
+    let done = FORWARD_REPLANS.saturating_sub(left).min(5);
+    Duration::from_millis(2 << done)
+}
 /// A replica's lag figures in `INFO` cover the changes of the last one to two of these.
 const LAG_WINDOW: Duration = Duration::from_secs(10);
 
@@ -457,15 +486,14 @@ impl Glue {
             .is_some_and(|n| n.store.contains(key, n.clock.unix_ms(), false))
     }
 
-    /// Sends one forwarded request to `bus_addr`; retries once on `NotOwner` after the
-    /// topology had a moment to reach this node.
+    /// Sends one forwarded request to `bus_addr`, following its `Ask` to the slot's importer.
     async fn forward(
         self: Arc<Self>,
         bus_addr: String,
         asking: bool,
         proto: Proto,
         payload: Vec<Vec<u8>>,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, ForwardError> {
         let client = self.control.data_peers.get(&bus_addr);
         let request = Request::Forward {
             proto,
@@ -484,20 +512,32 @@ impl Glue {
                 };
                 match client.call(request, FORWARD_TIMEOUT).await {
                     Ok(Response::Forwarded(bytes)) => Ok(bytes),
-                    Ok(other) => Err(format!("importer answered {other:?}")),
-                    Err(e) => Err(e.to_string()),
+                    Ok(Response::NotOwner) => Err(ForwardError::NotOwner),
+                    Ok(other) => Err(ForwardError::Failed(format!("importer answered {other:?}"))),
+                    Err(e) => Err(ForwardError::Failed(e.to_string())),
                 }
             }
-            Ok(Response::NotOwner) => Err("owner moved".into()),
-            Ok(Response::Refused(why)) => Err(why),
-            Ok(other) => Err(format!("unexpected answer {other:?}")),
-            Err(e) => Err(e.to_string()),
+            Ok(Response::NotOwner) => Err(ForwardError::NotOwner),
+            Ok(Response::Refused(why)) => Err(ForwardError::Failed(why)),
+            Ok(other) => Err(ForwardError::Failed(format!("unexpected answer {other:?}"))),
+            Err(e) => Err(ForwardError::Failed(e.to_string())),
         }
     }
 
     /// Plans a memcached request for a forwarding node: `None` to run it here, or the
     /// pending reply.
     pub fn plan_memcache(self: &Arc<Self>, request: &memcache::Request) -> Option<Pending> {
+        self.memcache_plan(request, FORWARD_REPLANS, false)
+    }
+
+    /// [`Self::plan_memcache`], with `replans` left for forwards refused as "not mine";
+    /// `always` returns the pending reply even when every key is local.
+    fn memcache_plan(
+        self: &Arc<Self>,
+        request: &memcache::Request,
+        replans: u32,
+        always: bool,
+    ) -> Option<Pending> {
         use memcache::Request as R;
         let routes = self.routes();
         let keys = memcache_keys(request);
@@ -511,7 +551,7 @@ impl Glue {
                 .or_default()
                 .push(key.clone());
         }
-        if groups.len() == 1 && groups.contains_key(&Target::Local) {
+        if !always && groups.len() == 1 && groups.contains_key(&Target::Local) {
             return None;
         }
         let glue = self.clone();
@@ -525,7 +565,7 @@ impl Glue {
             else {
                 // A single-key request with a remote (or no) owner.
                 let target = groups.into_keys().next().unwrap_or(Target::Down);
-                return glue.memcache_one(target, &request).await;
+                return glue.memcache_one(target, &request, replans).await;
             };
             // A multi-get: one sub-request per owner; VALUE blocks gathered, one END.
             let mut out = Vec::new();
@@ -535,7 +575,7 @@ impl Glue {
                     with_cas: *with_cas,
                     touch_exptime: *touch_exptime,
                 };
-                let reply = glue.clone().memcache_one(target, &sub).await;
+                let reply = glue.clone().memcache_one(target, &sub, replans).await;
                 if reply.starts_with(b"SERVER_ERROR") {
                     return reply;
                 }
@@ -546,7 +586,12 @@ impl Glue {
         }))
     }
 
-    async fn memcache_one(self: Arc<Self>, target: Target, request: &memcache::Request) -> Vec<u8> {
+    async fn memcache_one(
+        self: Arc<Self>,
+        target: Target,
+        request: &memcache::Request,
+        replans: u32,
+    ) -> Vec<u8> {
         match target {
             Target::Down => b"SERVER_ERROR cluster down: hash slot not served\r\n".to_vec(),
             Target::Fenced => FENCED_MC.to_vec(),
@@ -571,10 +616,23 @@ impl Glue {
             },
             Target::Remote(bus, asking) => {
                 let text = memcache::invariants::canonical(request);
-                match self.forward(bus, asking, Proto::Memcache, vec![text]).await {
+                match self
+                    .clone()
+                    .forward(bus, asking, Proto::Memcache, vec![text])
+                    .await
+                {
                     Ok(bytes) => bytes,
+                    Err(ForwardError::NotOwner) if replans > 0 => {
+                        tokio::time::sleep(replan_wait(replans)).await;
+                        match self.memcache_plan(request, replans - 1, true) {
+                            Some(pending) => pending.await,
+                            None => {
+                                b"SERVER_ERROR forwarding to the key's owner failed\r\n".to_vec()
+                            }
+                        }
+                    }
                     Err(why) => {
-                        tracing::debug!(why, "memcached forward failed");
+                        tracing::debug!(%why, "memcached forward failed");
                         b"SERVER_ERROR forwarding to the key's owner failed\r\n".to_vec()
                     }
                 }
@@ -586,6 +644,18 @@ impl Glue {
     /// local), or the pending reply. Multi-key commands whose keys live on several nodes are
     /// split per key and gathered (not atomic, as documented).
     pub fn plan_resp(self: &Arc<Self>, protocol: Protocol, args: &[Bytes]) -> Option<Pending> {
+        self.resp_plan(protocol, args, FORWARD_REPLANS, false)
+    }
+
+    /// [`Self::plan_resp`], with `replans` left for forwards refused as "not mine"; `always`
+    /// returns the pending reply even when every key is local.
+    fn resp_plan(
+        self: &Arc<Self>,
+        protocol: Protocol,
+        args: &[Bytes],
+        replans: u32,
+        always: bool,
+    ) -> Option<Pending> {
         let spec = &command::COMMANDS[command::lookup(&args[0])?];
         let routes = self.routes();
         let positions: Vec<usize> = command::cluster::key_positions(spec, args.len()).collect();
@@ -594,7 +664,7 @@ impl Glue {
             .iter()
             .map(|&p| self.target(&routes, &args[p], false))
             .collect();
-        if targets.iter().all(|t| *t == Target::Local) {
+        if !always && targets.iter().all(|t| *t == Target::Local) {
             return None;
         }
         let glue = self.clone();
@@ -606,7 +676,7 @@ impl Glue {
         if !slots_differ {
             let target = targets[0].clone();
             return Some(Box::pin(async move {
-                glue.resp_one(target, version, args).await
+                glue.resp_one(target, version, args, replans).await
             }));
         }
         let name = spec.name;
@@ -625,7 +695,7 @@ impl Glue {
             for (&p, target) in positions.iter().zip(targets) {
                 replies.push(
                     glue.clone()
-                        .resp_one(target, version, split(&args, p))
+                        .resp_one(target, version, split(&args, p), replans)
                         .await,
                 );
             }
@@ -633,7 +703,13 @@ impl Glue {
         }))
     }
 
-    async fn resp_one(self: Arc<Self>, target: Target, version: u8, args: Vec<Vec<u8>>) -> Vec<u8> {
+    async fn resp_one(
+        self: Arc<Self>,
+        target: Target,
+        version: u8,
+        args: Vec<Vec<u8>>,
+        replans: u32,
+    ) -> Vec<u8> {
         match target {
             Target::Down => format!("-{NOT_SERVED}\r\n").into_bytes(),
             Target::Fenced => format!("-{FENCED}\r\n").into_bytes(),
@@ -650,21 +726,28 @@ impl Glue {
                     }
                     // Held until the pause ends; the owner may have changed by then.
                     self.pause.wait().await;
-                    let protocol = if version == 3 {
-                        Protocol::Resp3
-                    } else {
-                        Protocol::Resp2
-                    };
-                    if let Some(pending) = self.plan_resp(protocol, &args) {
+                    if let Some(pending) = self.plan_resp(protocol_of(version), &args) {
                         return pending.await;
                     }
                 }
             }
             Target::Remote(bus, asking) => {
                 let mut payload = vec![vec![version]];
-                payload.extend(args);
-                match self.forward(bus, asking, Proto::Resp, payload).await {
+                payload.extend(args.iter().cloned());
+                match self
+                    .clone()
+                    .forward(bus, asking, Proto::Resp, payload)
+                    .await
+                {
                     Ok(bytes) => bytes,
+                    Err(ForwardError::NotOwner) if replans > 0 => {
+                        tokio::time::sleep(replan_wait(replans)).await;
+                        let args: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
+                        match self.resp_plan(protocol_of(version), &args, replans - 1, true) {
+                            Some(pending) => pending.await,
+                            None => b"-TRYAGAIN forwarding to the key's owner failed\r\n".to_vec(),
+                        }
+                    }
                     Err(why) => {
                         format!("-TRYAGAIN forwarding to the key's owner failed: {why}\r\n")
                             .into_bytes()
@@ -678,15 +761,19 @@ impl Glue {
         let node = self.node.upgrade()?;
         let mut session = Session::new(self.forward_client.clone());
         session.asking = asking;
-        session.protocol = if version == 3 {
-            Protocol::Resp3
-        } else {
-            Protocol::Resp2
-        };
+        session.protocol = protocol_of(version);
         let reply = command::execute(&node, &mut session, args);
         let mut out = BytesMut::new();
         reply.encode(session.protocol, &mut out);
         Some(out.to_vec())
+    }
+}
+
+fn protocol_of(version: u8) -> Protocol {
+    if version == 3 {
+        Protocol::Resp3
+    } else {
+        Protocol::Resp2
     }
 }
 

@@ -129,8 +129,10 @@ fn to_wire(offset: u64, shard: u16, made_at_us: u64, record: &Record) -> ReplRec
     }
 }
 
-fn from_wire(op: ReplOp) -> Record {
-    match op {
+/// The store record for a replicated change; `None` for a migration's value part, which the
+/// replication stream never carries.
+fn from_wire(op: ReplOp) -> Option<Record> {
+    Some(match op {
         ReplOp::Put {
             key,
             value,
@@ -148,7 +150,8 @@ fn from_wire(op: ReplOp) -> Record {
             key: Bytes::from(key),
         },
         ReplOp::Clear => Record::Clear,
-    }
+        ReplOp::Part { .. } => return None,
+    })
 }
 
 impl Backlog {
@@ -360,8 +363,8 @@ pub async fn follow(
                         id = Some(repl_id);
                         shards = n;
                         let now = node.clock.unix_ms();
-                        for r in records {
-                            let _ = node.store.apply(&from_wire(r.op), now);
+                        for record in records.into_iter().filter_map(|r| from_wire(r.op)) {
+                            let _ = node.store.apply(&record, now);
                         }
                         skip.push(offset);
                         shard += 1;
@@ -412,7 +415,9 @@ pub async fn follow(
                 let mut made = Vec::with_capacity(records.len());
                 for r in records {
                     if r.offset >= skip.get(usize::from(r.shard)).copied().unwrap_or(0) {
-                        let _ = node.store.apply(&from_wire(r.op), now);
+                        if let Some(record) = from_wire(r.op) {
+                            let _ = node.store.apply(&record, now);
+                        }
                         made.push(r.made_at_us);
                     }
                 }
