@@ -1,12 +1,15 @@
 //! Elastic scaling, short form: a 3-shard cluster on 127.0.0.81-86 grows to 4 and 5 shards
 //! (`ringcache cluster add-node`, two nodes a shard, on 127.0.0.87-90) and shrinks back to 3
-//! (`ringcache cluster remove-node`) under a steady load of retrying cluster clients; every
+//! (`ringcache cluster remove-node`) under a steady load of retrying clients (half cluster-aware
+//! RESP clients, half memcached clients of any node, which forwards); every
 //! key written before or during the moves is checked against the writers' history. The long
 //! form and the figures are in docs/scaling.md.
 
 use std::path::Path;
 
+use testkit::client::{Budget, ClusterClient, Outcome};
 use testkit::node::Cluster;
+use testkit::resp::Reply;
 use testkit::scenario;
 
 #[test]
@@ -127,4 +130,71 @@ fn killing_the_target_primary_mid_migration_leaves_no_slot_orphaned_and_no_key_l
 #[test]
 fn killing_the_raft_leader_mid_migration_leaves_no_slot_orphaned_and_no_key_lost() {
     crash(121, scenario::Victim::Leader);
+}
+
+/// Values larger than one migration message (256 KB) travel in parts: with `--max-value-bytes
+/// 8mb`, values of 1-6 MB (some with a TTL) are read back whole from the new owner, with their
+/// expiry, after `add-node`.
+#[test]
+fn values_larger_than_a_message_move_whole_with_their_expiry() {
+    let ips: Vec<String> = (91..=92).map(|i| format!("127.0.0.{i}")).collect();
+    let mut cluster = Cluster::start_with(
+        Path::new(env!("CARGO_BIN_EXE_ringcache")),
+        &ips,
+        0,
+        "large-values",
+        &["--max-value-bytes", "8mb"],
+    )
+    .expect("cluster");
+    let mut client = ClusterClient::new(cluster.addrs(), Budget::default());
+    let value_of = |i: usize| -> Vec<u8> {
+        let len = (1 << 20) + i * 350_000;
+        (0..len).map(|b| ((b * 31 + i) % 251) as u8).collect()
+    };
+    let names: Vec<String> = (0..16).map(|i| format!("large{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let mut args = vec![b"SET".to_vec(), name.as_bytes().to_vec(), value_of(i)];
+        if i % 2 == 0 {
+            args.extend([b"PX".to_vec(), b"600000".to_vec()]);
+        }
+        match client.run(name.as_bytes(), &[args]) {
+            Outcome::Done(Reply::Simple(ok), _) if ok == "OK" => {}
+            other => panic!("SET {name}: {other:?}"),
+        }
+    }
+    let i = cluster.start_node("127.0.0.93").expect("third node");
+    let new = cluster.nodes[i].cluster_addr();
+    let seed = cluster.nodes[0].cluster_addr();
+    let out = cluster
+        .admin(&["add-node", &new, "--to", &seed])
+        .expect("add-node");
+    println!("{out}");
+    let moved = cluster.nodes[i].call(&["DBSIZE"]).expect("DBSIZE");
+    assert!(
+        matches!(moved, Reply::Int(n) if n > 0),
+        "no large value moved to the new node ({moved:?}): the test proves nothing"
+    );
+    for (i, name) in names.iter().enumerate() {
+        match client.get(name.as_bytes()) {
+            Outcome::Done(Reply::Bulk(Some(v)), _) => {
+                assert!(
+                    v == value_of(i),
+                    "{name} came back changed ({} bytes)",
+                    v.len()
+                )
+            }
+            other => panic!("GET {name}: {other:?}"),
+        }
+        let ttl = client.run(
+            name.as_bytes(),
+            &[vec![b"PTTL".to_vec(), name.as_bytes().to_vec()]],
+        );
+        match ttl {
+            Outcome::Done(Reply::Int(ms), _) if i % 2 == 0 => {
+                assert!((500_000..=600_000).contains(&ms), "{name}: PTTL {ms}")
+            }
+            Outcome::Done(Reply::Int(ms), _) => assert_eq!(ms, -1, "{name} gained a TTL"),
+            other => panic!("PTTL {name}: {other:?}"),
+        }
+    }
 }

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod history;
+pub mod mc;
 pub mod net;
 pub mod node;
 pub mod resp;

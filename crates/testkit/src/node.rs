@@ -133,6 +133,14 @@ impl Node {
         SocketAddr::new(self.ip.parse().expect("node ip"), self.port)
     }
 
+    /// The memcached address.
+    pub fn memcache_addr(&self) -> SocketAddr {
+        SocketAddr::new(
+            self.ip.parse().expect("node ips are addresses"),
+            self.memcache,
+        )
+    }
+
     /// `ip:port@bus`, as `ringcache cluster create` takes it.
     pub fn cluster_addr(&self) -> String {
         format!("{}:{}@{}", self.ip, self.port, self.bus)
@@ -346,6 +354,11 @@ impl Cluster {
     /// The RESP addresses of every node.
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.nodes.iter().map(Node::addr).collect()
+    }
+
+    /// The memcached addresses of every node.
+    pub fn memcache_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(Node::memcache_addr).collect()
     }
 
     /// The freshest view among the nodes that answer (highest epoch).

@@ -15,6 +15,7 @@ use rand::prelude::*;
 
 use crate::client::{Budget, ClusterClient, Outcome};
 use crate::history::{check, value_of, Op, Status, Verdict};
+use crate::mc::ForwardingClient;
 use crate::net::Partitions;
 use crate::node::{Cluster, Topology};
 use crate::resp::{Conn, Reply};
@@ -444,11 +445,44 @@ pub struct Load {
     threads: Vec<std::thread::JoinHandle<(Vec<Op>, u64)>>,
 }
 
+/// One load client: cluster-aware (RESP, following redirects) or forwarding (memcached
+/// protocol, any node serves any key).
+enum AnyClient {
+    Cluster(ClusterClient),
+    Forwarding(ForwardingClient),
+}
+
+impl AnyClient {
+    fn set(&mut self, key: &[u8], value: &[u8]) -> Outcome {
+        match self {
+            AnyClient::Cluster(c) => c.set(key, value, 0),
+            AnyClient::Forwarding(c) => c.set(key, value),
+        }
+    }
+
+    fn get(&mut self, key: &[u8]) -> Outcome {
+        match self {
+            AnyClient::Cluster(c) => c.get(key),
+            AnyClient::Forwarding(c) => c.get(key),
+        }
+    }
+
+    fn retries(&self) -> u64 {
+        match self {
+            AnyClient::Cluster(c) => c.retries,
+            AnyClient::Forwarding(c) => c.retries,
+        }
+    }
+}
+
 impl Load {
     /// Starts `clients` threads issuing `rate` operations per second in all, half `SET`s (of
-    /// unique values) and half `GET`s, of keys chosen uniformly from `names`.
+    /// unique values) and half `GET`s, of keys chosen uniformly from `names`. The clients are
+    /// cluster-aware RESP clients of `seeds`, except that when `forwarding` (memcached
+    /// addresses) is not empty, every other one is a memcached client of those nodes.
     fn start(
         seeds: Vec<SocketAddr>,
+        forwarding: Vec<SocketAddr>,
         names: Arc<Vec<String>>,
         clients: u32,
         rate: u32,
@@ -459,9 +493,18 @@ impl Load {
         let mut threads = Vec::new();
         for c in 0..clients {
             let (names, stop, seeds) = (names.clone(), stop.clone(), seeds.clone());
+            let forwarding = forwarding.clone();
             threads.push(std::thread::spawn(move || {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(c));
-                let mut client = ClusterClient::new(seeds, Budget::default());
+                let mut client = if c % 2 == 1 && !forwarding.is_empty() {
+                    AnyClient::Forwarding(ForwardingClient::new(
+                        forwarding,
+                        c as usize / 2,
+                        Budget::default(),
+                    ))
+                } else {
+                    AnyClient::Cluster(ClusterClient::new(seeds, Budget::default()))
+                };
                 let mut ops = Vec::new();
                 let mut retried = 0u64;
                 let mut next = Instant::now();
@@ -475,12 +518,12 @@ impl Load {
                     seq += 1;
                     let key = rng.gen_range(0..names.len());
                     let write = rng.gen_bool(0.5);
-                    let before = client.retries;
+                    let before = client.retries();
                     let start_us = clock.us();
                     let op = if write {
                         let value = value_of(c + 1, seq);
                         let outcome =
-                            client.set(names[key].as_bytes(), value.to_string().as_bytes(), 0);
+                            client.set(names[key].as_bytes(), value.to_string().as_bytes());
                         record_write(c + 1, key as u32, value, start_us, clock, &outcome)
                     } else {
                         let outcome = client.get(names[key].as_bytes());
@@ -502,7 +545,7 @@ impl Load {
                             node,
                         }
                     };
-                    if client.retries > before {
+                    if client.retries() > before {
                         retried += 1;
                     }
                     ops.push(op);
@@ -621,7 +664,14 @@ pub fn availability(
     let names: Arc<Vec<String>> = Arc::new((0..keys).map(|i| format!("av{i}")).collect());
     let seeds = cluster.addrs();
     let clock = Clock(Instant::now());
-    let load = Load::start(seeds.clone(), names.clone(), clients, rate, clock);
+    let load = Load::start(
+        seeds.clone(),
+        Vec::new(),
+        names.clone(),
+        clients,
+        rate,
+        clock,
+    );
 
     let roles = |cluster: &Cluster, addr: SocketAddr| -> String {
         match cluster.topology() {
@@ -764,6 +814,8 @@ pub struct Step {
     pub ops_per_s: f64,
     /// The p99 latency of operations during the step, in µs.
     pub p99_us: u64,
+    /// The same p99 for the cluster-aware and for the forwarding (memcached) clients.
+    pub p99_by_kind_us: (u64, u64),
 }
 
 /// What a scaling run saw.
@@ -832,7 +884,14 @@ pub fn elastic(
             preload.push(record_write(0, i as u32, value, start_us, clock, &outcome));
         }
     }
-    let load = Load::start(cluster.addrs(), names.clone(), clients, rate, clock);
+    let load = Load::start(
+        cluster.addrs(),
+        cluster.memcache_addrs(),
+        names.clone(),
+        clients,
+        rate,
+        clock,
+    );
     std::thread::sleep(Duration::from_secs(2));
     let mut steps = Vec::new();
     // `optimal`: the fewest keys the step can move; by default the new shard's fair share.
@@ -873,6 +932,7 @@ pub fn elastic(
             window_ms: (begin, end),
             ops_per_s: 0.0,
             p99_us: 0,
+            p99_by_kind_us: (0, 0),
         });
         Ok(())
     };
@@ -949,6 +1009,17 @@ pub fn elastic(
         )?;
         s.ops_per_s = rate;
         s.p99_us = p99;
+        // Forwarding clients have even ids (see `Load::start`).
+        let span = s.window_ms.1 - s.window_ms.0;
+        let (_, cluster_p99) = window_stats(
+            &|o: &Op| o.client % 2 == 1 && o.start_us >= a && o.end_us <= b,
+            span,
+        )?;
+        let (_, forwarding_p99) = window_stats(
+            &|o: &Op| o.client.is_multiple_of(2) && o.start_us >= a && o.end_us <= b,
+            span,
+        )?;
+        s.p99_by_kind_us = (cluster_p99, forwarding_p99);
     }
     let load_ops: Vec<&Op> = ops.iter().filter(|o| o.client != 0).collect();
     let first = load_ops.iter().map(|o| o.start_us).min().unwrap_or(0);
@@ -1037,7 +1108,14 @@ pub fn migration_crash(
     // The CLI talks to a node that survives: not the victim, which is chosen below among
     // the nodes other than the first.
     let seed = cluster.nodes[0].cluster_addr();
-    let load = Load::start(cluster.addrs(), names.clone(), 2, 400, clock);
+    let load = Load::start(
+        cluster.addrs(),
+        cluster.memcache_addrs(),
+        names.clone(),
+        2,
+        400,
+        clock,
+    );
     let mut args = vec!["cluster".to_string(), "add-node".to_string()];
     let mut added = Vec::new();
     for ip in extra.iter().take(2) {

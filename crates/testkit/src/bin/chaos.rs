@@ -179,11 +179,14 @@ fn main() -> Result<()> {
                 .map(|i| format!("127.0.0.{}", args.first + i))
                 .collect();
             let r = scenario::elastic(&mut cluster, &extra, clients, rate, keys)?;
-            println!("| step | shards | slots moved | keys moved | optimum | took | ops/s | p99 |");
-            println!("|---|---|---|---|---|---|---|---|");
+            println!(
+                "| step | shards | slots moved | keys moved | optimum | took | ops/s | p99 \
+                 | p99 cluster clients | p99 forwarding clients |"
+            );
+            println!("|---|---|---|---|---|---|---|---|---|---|");
             for s in &r.steps {
                 println!(
-                    "| {} | {} | {} | {} | {} | {:.2} s | {:.0} | {:.2} ms |",
+                    "| {} | {} | {} | {} | {} | {:.2} s | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms |",
                     s.action,
                     s.shards,
                     s.slots_moved,
@@ -191,7 +194,9 @@ fn main() -> Result<()> {
                     s.keys_optimal,
                     (s.window_ms.1 - s.window_ms.0) as f64 / 1000.0,
                     s.ops_per_s,
-                    s.p99_us as f64 / 1000.0
+                    s.p99_us as f64 / 1000.0,
+                    s.p99_by_kind_us.0 as f64 / 1000.0,
+                    s.p99_by_kind_us.1 as f64 / 1000.0
                 );
             }
             println!(
