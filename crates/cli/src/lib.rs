@@ -70,6 +70,10 @@ enum ClusterCommand {
         /// Any node of the cluster.
         #[arg(long)]
         to: String,
+        /// `slots`: the same number on every shard; `memory`: in proportion to each shard
+        /// primary's maxmemory.
+        #[arg(long, value_enum, default_value = "slots")]
+        weight: scale::Weight,
     },
     /// Show the nodes, roles, zones, slots, health, keys, memory, epoch and Raft leader.
     Status {
@@ -101,7 +105,9 @@ pub fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
                 no_rebalance,
             } => scale::add_nodes(&to, &nodes, replicas, !no_rebalance).await,
             ClusterCommand::RemoveNode { node, to } => scale::remove_node(&to, &node).await,
-            ClusterCommand::Rebalance { to } => scale::rebalance_over(&to, None).await,
+            ClusterCommand::Rebalance { to, weight } => {
+                scale::rebalance_over(&to, None, weight).await
+            }
             ClusterCommand::Status { node, json } => {
                 let state = topology(&node).await?;
                 if json {

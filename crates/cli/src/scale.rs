@@ -3,7 +3,7 @@
 //! proposes the changes to the Raft leader over the bus, and follows the migrations the
 //! leader then drives, with a progress line (slots, bytes, rate, time left).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use cluster::bus::{Client, Request, Response};
 use cluster::node::parse_node_addr;
 use cluster::{migrate, Change, ClusterState, NodeId, ShardId};
 
-use crate::{status, topology};
+use crate::{resp_client, status, topology};
 
 /// How long the CLI follows a migration before giving up (it goes on in the cluster).
 const FOLLOW_LIMIT: Duration = Duration::from_secs(3600);
@@ -132,14 +132,66 @@ pub async fn add_nodes(
         );
     }
     if rebalance {
-        rebalance_over(seed, None).await?;
+        rebalance_over(seed, None, Weight::Slots).await?;
     }
     Ok(())
 }
 
-/// Evens out the slots over every shard (but `without`), moving the fewest, and follows the
-/// migrations to the end.
-pub async fn rebalance_over(seed: &str, without: Option<ShardId>) -> anyhow::Result<()> {
+/// What a rebalance evens out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Weight {
+    /// The same number of slots on every shard.
+    Slots,
+    /// Slots in proportion to each shard primary's `maxmemory`.
+    Memory,
+}
+
+/// Each shard's weight: 1 for `Slots`; its primary's `maxmemory` for `Memory`.
+async fn weights(
+    state: &ClusterState,
+    shards: &[ShardId],
+    weight: Weight,
+) -> anyhow::Result<BTreeMap<ShardId, u64>> {
+    let mut out = BTreeMap::new();
+    for &id in shards {
+        if weight == Weight::Slots {
+            out.insert(id, 1);
+            continue;
+        }
+        let primary = state
+            .shards
+            .get(&id)
+            .and_then(|s| state.members.get(&s.primary))
+            .ok_or_else(|| anyhow!("shard {id} has no primary"))?;
+        let addr = primary.client_addr();
+        let asked = addr.clone();
+        let max = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+            let mut c = resp_client::Conn::connect(&asked, Duration::from_secs(2))?;
+            let info = c.bulk(&["INFO", "memory"])?.unwrap_or_default();
+            info.lines()
+                .find_map(|l| l.strip_prefix("maxmemory:"))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| anyhow!("no maxmemory in INFO memory"))
+        })
+        .await??;
+        if max == 0 {
+            bail!(
+                "shard {id}'s primary {addr} has no maxmemory: weighting by memory needs one on                  every primary"
+            );
+        }
+        println!("shard {id}: maxmemory {max} bytes ({addr})");
+        out.insert(id, max);
+    }
+    Ok(out)
+}
+
+/// Evens out the slots over every shard (but `without`), or weights them by memory, moving
+/// the fewest, and follows the migrations to the end.
+pub async fn rebalance_over(
+    seed: &str,
+    without: Option<ShardId>,
+    weight: Weight,
+) -> anyhow::Result<()> {
     let state = topology(seed).await?;
     let shards: Vec<ShardId> = state
         .shards
@@ -147,7 +199,7 @@ pub async fn rebalance_over(seed: &str, without: Option<ShardId>) -> anyhow::Res
         .copied()
         .filter(|s| Some(*s) != without)
         .collect();
-    let plan = migrate::plan(&state, &shards);
+    let plan = migrate::plan_weighted(&state, &weights(&state, &shards, weight).await?);
     // Counted before anything moves: the leader starts draining at the first commit.
     let baseline = moved_bytes(&state).await;
     let mut moving: BTreeSet<u16> = state.migrations.keys().copied().collect();
@@ -175,7 +227,7 @@ pub async fn remove_node(seed: &str, node: &str) -> anyhow::Result<()> {
                 shard.id,
                 state.slots.iter().filter(|s| **s == shard.id).count()
             );
-            rebalance_over(seed, Some(shard.id)).await?;
+            rebalance_over(seed, Some(shard.id), Weight::Slots).await?;
             propose(seed, Change::RemoveShard(shard.id)).await?;
             println!(
                 "shard {} removed; its replicas {:?} are spares now",

@@ -44,12 +44,22 @@ pub fn new_shards(state: &ClusterState, replicas: usize) -> Result<Vec<Shard>, P
 /// The slots to move so that the table is balanced over `shards`, moving the fewest: by
 /// target shard. Slots already migrating are left alone.
 pub fn plan(state: &ClusterState, shards: &[ShardId]) -> BTreeMap<ShardId, Vec<u16>> {
+    let weights: BTreeMap<ShardId, u64> = shards.iter().map(|&s| (s, 1)).collect();
+    plan_weighted(state, &weights)
+}
+
+/// [`plan`] with each shard's share of the slots in proportion to its weight (see
+/// [`placement::balance_weighted`]); shards not named give all their slots away.
+pub fn plan_weighted(
+    state: &ClusterState,
+    weights: &BTreeMap<ShardId, u64>,
+) -> BTreeMap<ShardId, Vec<u16>> {
     let mut moves: BTreeMap<ShardId, Vec<u16>> = BTreeMap::new();
-    if !state.is_laid_out() || shards.is_empty() {
+    if !state.is_laid_out() || weights.values().all(|&w| w == 0) {
         return moves;
     }
     let current = state.slot_table();
-    let target = placement::balance(&current, shards);
+    let target = placement::balance_weighted(&current, weights);
     for (slot, (now, then)) in current.iter().zip(&target).enumerate() {
         let slot = slot as u16;
         if *now != Some(*then) && !state.migrations.contains_key(&slot) {

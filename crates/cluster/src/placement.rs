@@ -142,9 +142,25 @@ pub fn form_shards(
 /// # Panics
 /// If `current` doesn't have [`SLOT_COUNT`] entries or `shards` is empty.
 pub fn balance(current: &[Option<ShardId>], shards: &[ShardId]) -> Vec<ShardId> {
+    let weights: BTreeMap<ShardId, u64> = shards.iter().map(|&s| (s, 1)).collect();
+    balance_weighted(current, &weights)
+}
+
+/// [`balance`] with each shard's share of the slots in proportion to its weight (its
+/// memory, say): quotas are `16384 * w / W` rounded down, and the slots left over go one each
+/// to the shards with the largest remainders (then the most slots now, then the lower id).
+/// Equal weights give [`balance`]'s table.
+///
+/// # Panics
+/// If `current` doesn't have [`SLOT_COUNT`] entries or `weights` is empty or all zero.
+pub fn balance_weighted(
+    current: &[Option<ShardId>],
+    weights: &BTreeMap<ShardId, u64>,
+) -> Vec<ShardId> {
     assert_eq!(current.len(), SLOT_COUNT, "a slot table has 16384 entries");
-    assert!(!shards.is_empty(), "slots need at least one shard");
-    let live: BTreeSet<ShardId> = shards.iter().copied().collect();
+    let total: u128 = weights.values().map(|&w| u128::from(w)).sum();
+    assert!(total > 0, "slots need at least one shard of some weight");
+    let live: BTreeSet<ShardId> = weights.keys().copied().collect();
     let mut owned: BTreeMap<ShardId, Vec<usize>> = live.iter().map(|&s| (s, Vec::new())).collect();
     let mut free = Vec::new();
     for (slot, owner) in current.iter().enumerate() {
@@ -153,15 +169,25 @@ pub fn balance(current: &[Option<ShardId>], shards: &[ShardId]) -> Vec<ShardId> 
             None => free.push(slot),
         }
     }
-    let n = live.len();
-    let base = SLOT_COUNT / n;
-    let extra = SLOT_COUNT % n;
-    let mut by_size: Vec<ShardId> = live.iter().copied().collect();
-    by_size.sort_by_key(|s| (std::cmp::Reverse(owned[s].len()), *s));
-    let quota: BTreeMap<ShardId, usize> = by_size
+    // Exact shares as (whole slots, remainder out of `total`).
+    let share = |s: &ShardId| {
+        let exact = SLOT_COUNT as u128 * u128::from(weights[s]);
+        ((exact / total) as usize, exact % total)
+    };
+    let assigned: usize = live.iter().map(|s| share(s).0).sum();
+    let extra = SLOT_COUNT - assigned;
+    let mut by_claim: Vec<ShardId> = live.iter().copied().collect();
+    by_claim.sort_by_key(|s| {
+        (
+            std::cmp::Reverse(share(s).1),
+            std::cmp::Reverse(owned[s].len()),
+            *s,
+        )
+    });
+    let quota: BTreeMap<ShardId, usize> = by_claim
         .iter()
         .enumerate()
-        .map(|(rank, &s)| (s, base + usize::from(rank < extra)))
+        .map(|(rank, &s)| (s, share(&s).0 + usize::from(rank < extra)))
         .collect();
     for (shard, slots) in owned.iter_mut() {
         let keep = quota[shard];
@@ -226,6 +252,44 @@ mod tests {
 
     fn some(table: &[ShardId]) -> Vec<Option<ShardId>> {
         table.iter().map(|s| Some(*s)).collect()
+    }
+
+    #[test]
+    fn weighted_quotas_follow_the_weights_and_move_only_what_they_must() {
+        let even = balance(&[None; SLOT_COUNT], &[1, 2, 3]);
+        // Shard 2 gets twice the memory: it should hold half the slots.
+        let weights = BTreeMap::from([(1, 4u64 << 30), (2, 8 << 30), (3, 4 << 30)]);
+        let table = balance_weighted(&some(&even), &weights);
+        assert_eq!(
+            counts(&table),
+            BTreeMap::from([(1, 4096), (2, 8192), (3, 4096)])
+        );
+        // Shard 2 only gains: it takes the 8192 - 5461 slots the others give up, no more.
+        let moved = moved_slots(&some(&even), &table);
+        assert_eq!(moved, 8192 - counts(&even)[&2]);
+        for (slot, (&before, &after)) in even.iter().zip(&table).enumerate() {
+            assert!(
+                before == after || after == 2,
+                "slot {slot} moved {before} -> {after}"
+            );
+        }
+    }
+
+    #[test]
+    fn equal_weights_give_the_unweighted_table() {
+        let current = some(&balance(&[None; SLOT_COUNT], &[1, 2, 3]));
+        let weights = BTreeMap::from([(1, 7u64), (2, 7), (3, 7), (4, 7)]);
+        assert_eq!(
+            balance_weighted(&current, &weights),
+            balance(&current, &[1, 2, 3, 4])
+        );
+    }
+
+    #[test]
+    fn a_shard_of_weight_zero_gives_all_its_slots_away() {
+        let current = some(&balance(&[None; SLOT_COUNT], &[1, 2]));
+        let table = balance_weighted(&current, &BTreeMap::from([(1, 0u64), (2, 5)]));
+        assert_eq!(counts(&table), BTreeMap::from([(2, SLOT_COUNT)]));
     }
 
     /// The least movement any balanced table allows: every slot of a removed shard or an

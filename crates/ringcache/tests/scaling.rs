@@ -198,3 +198,50 @@ fn values_larger_than_a_message_move_whole_with_their_expiry() {
         }
     }
 }
+
+/// `rebalance --weight memory` gives each shard slots in proportion to its primary's
+/// `maxmemory`: with 64 MB and 192 MB, a quarter and three quarters; every key stays readable.
+#[test]
+fn rebalancing_by_memory_gives_slots_in_proportion_to_maxmemory() {
+    let ips: Vec<String> = (94..=95).map(|i| format!("127.0.0.{i}")).collect();
+    let cluster = Cluster::start_with(
+        Path::new(env!("CARGO_BIN_EXE_ringcache")),
+        &ips,
+        0,
+        "weighted",
+        &["--maxmemory", "64mb"],
+    )
+    .expect("cluster");
+    let mut client = ClusterClient::new(cluster.addrs(), Budget::default());
+    let names: Vec<String> = (0..2000).map(|i| format!("w{i}")).collect();
+    for name in &names {
+        assert!(matches!(
+            client.set(name.as_bytes(), name.as_bytes(), 0),
+            Outcome::Done(Reply::Simple(_), _)
+        ));
+    }
+    let big = cluster.nodes[1].call(&["CONFIG", "SET", "maxmemory", "192mb"]);
+    assert!(matches!(big, Ok(Reply::Simple(_))), "{big:?}");
+    let seed = cluster.nodes[0].cluster_addr();
+    let out = cluster
+        .admin(&["rebalance", "--to", &seed, "--weight", "memory"])
+        .expect("rebalance");
+    println!("{out}");
+    let topology = cluster.topology().expect("topology");
+    let owned = |i: usize| {
+        let id = &topology
+            .by_addr(cluster.nodes[i].addr())
+            .expect("member")
+            .id;
+        (0..16384u16)
+            .filter(|&s| topology.owner(s).is_some_and(|o| &o.id == id))
+            .count()
+    };
+    assert_eq!((owned(0), owned(1)), (4096, 12288));
+    for name in &names {
+        match client.get(name.as_bytes()) {
+            Outcome::Done(Reply::Bulk(Some(v)), _) => assert_eq!(v, name.as_bytes()),
+            other => panic!("GET {name}: {other:?}"),
+        }
+    }
+}
