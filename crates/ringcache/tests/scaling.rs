@@ -238,6 +238,52 @@ fn rebalancing_by_memory_gives_slots_in_proportion_to_maxmemory() {
             .count()
     };
     assert_eq!((owned(0), owned(1)), (4096, 12288));
+    // CLUSTER SLOT-STATS: per-slot key counts of the node's own slots, adding up to DBSIZE.
+    for (i, slots) in [(0, 4096), (1, 12288)] {
+        let node = &cluster.nodes[i];
+        let Ok(Reply::Array(Some(all))) =
+            node.call(&["CLUSTER", "SLOT-STATS", "SLOTSRANGE", "0", "16383"])
+        else {
+            panic!("SLOT-STATS SLOTSRANGE");
+        };
+        assert_eq!(all.len(), slots, "one entry per slot the node owns");
+        let count = |entry: &Reply| match entry {
+            Reply::Array(Some(e)) => match (&e[0], &e[1]) {
+                (Reply::Int(_), Reply::Array(Some(m)))
+                    if m[0].text().as_deref() == Some("key-count") =>
+                {
+                    match m[1] {
+                        Reply::Int(n) => n,
+                        _ => panic!("{entry:?}"),
+                    }
+                }
+                _ => panic!("{entry:?}"),
+            },
+            _ => panic!("{entry:?}"),
+        };
+        let total: i64 = all.iter().map(count).sum();
+        assert_eq!(
+            Ok(Reply::Int(total)),
+            node.call(&["DBSIZE"]).map_err(|e| e.to_string())
+        );
+        let Ok(Reply::Array(Some(top))) = node.call(&[
+            "CLUSTER",
+            "SLOT-STATS",
+            "ORDERBY",
+            "key-count",
+            "LIMIT",
+            "5",
+        ]) else {
+            panic!("SLOT-STATS ORDERBY");
+        };
+        let counts: Vec<i64> = top.iter().map(count).collect();
+        assert_eq!(counts.len(), 5);
+        assert!(
+            counts.windows(2).all(|w| w[0] >= w[1]),
+            "descending: {counts:?}"
+        );
+        assert_eq!(counts[0], all.iter().map(count).max().unwrap_or(0));
+    }
     for name in &names {
         match client.get(name.as_bytes()) {
             Outcome::Done(Reply::Bulk(Some(v)), _) => assert_eq!(v, name.as_bytes()),

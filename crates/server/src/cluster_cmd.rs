@@ -44,6 +44,8 @@ const HELP: &[&str] = &[
     "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
     "SHARDS",
     "    Return information about slot range mappings and the nodes associated with them.",
+    "SLOT-STATS SLOTSRANGE <start> <end> | ORDERBY key-count [LIMIT <n>] [ASC|DESC]",
+    "    Return per-slot statistics (key-count) for the slots of this node's shard.",
     "SLOTS",
     "    Return information about slots range mappings. Each range is made of:",
     "    start, end, master and replicas IP addresses, ports and ids",
@@ -98,6 +100,7 @@ pub fn run(glue: &Glue, ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         }
         "nodes" if arity(2) => Reply::Verbatim("txt", Bytes::from(nodes(&state, me))),
         "slots" if arity(2) => slots(&state),
+        "slot-stats" if args.len() >= 4 => slot_stats(&state, me, ctx, &args[2..]),
         "shards" if arity(2) => shards(&state),
         "failover" if arity(2) || arity(3) => failover(glue, &state, args.get(2)),
         "meet" | "addslots" | "addslotsrange" | "delslots" | "delslotsrange" | "setslot"
@@ -112,7 +115,9 @@ pub fn run(glue: &Glue, ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             )
         }
         "help" | "myid" | "myshardid" | "info" | "keyslot" | "countkeysinslot"
-        | "getkeysinslot" | "nodes" | "slots" | "shards" | "failover" => wrong_arity(),
+        | "getkeysinslot" | "nodes" | "slots" | "shards" | "failover" | "slot-stats" => {
+            wrong_arity()
+        }
         _ => Reply::Error(
             format!(
                 "ERR unknown subcommand '{}'. Try CLUSTER HELP.",
@@ -148,6 +153,81 @@ fn failover(glue: &Glue, state: &ClusterState, option: Option<&Bytes>) -> Reply 
         }
     });
     Reply::ok()
+}
+
+/// `CLUSTER SLOT-STATS SLOTSRANGE start end` or `ORDERBY key-count [LIMIT n] [ASC|DESC]`,
+/// as in Redis 8: per-slot statistics for the slots of this node's shard. `key-count` is the
+/// one metric kept (Redis's CPU and network metrics are off unless configured).
+fn slot_stats(state: &ClusterState, me: NodeId, ctx: &Ctx<'_>, args: &[Bytes]) -> Reply {
+    let mine: Vec<u16> = match state.seat_of(me) {
+        Some((shard, _)) => (0..cluster::SLOT_COUNT as u16)
+            .filter(|&s| state.slots.get(usize::from(s)) == Some(&shard.id))
+            .collect(),
+        None => Vec::new(),
+    };
+    let word = |a: &Bytes| a.to_ascii_lowercase();
+    let picked: Vec<u16> = match word(&args[0]).as_slice() {
+        b"slotsrange" if args.len() == 3 => {
+            let (Some(start), Some(end)) = (parse_slot(&args[1]), parse_slot(&args[2])) else {
+                return err("ERR Invalid or out of range slot");
+            };
+            if start > end {
+                return err("ERR Start slot number is greater than end slot number");
+            }
+            mine.into_iter()
+                .filter(|s| (start..=end).contains(s))
+                .collect()
+        }
+        b"orderby" => {
+            if word(&args[1]) != b"key-count" {
+                return err("ERR Unrecognized sort metric for ORDERBY.");
+            }
+            let (mut limit, mut descending) = (16usize, true);
+            let mut rest = args[2..].iter();
+            while let Some(option) = rest.next() {
+                match word(option).as_slice() {
+                    b"limit" => {
+                        match rest
+                            .next()
+                            .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok())
+                        {
+                            Some(n) if (1..=cluster::SLOT_COUNT).contains(&n) => limit = n,
+                            _ => return err("ERR Limit has to lie in between 1 and 16384."),
+                        }
+                    }
+                    b"asc" => descending = false,
+                    b"desc" => descending = true,
+                    _ => return err("ERR syntax error"),
+                }
+            }
+            let mut counted: Vec<(usize, u16)> = mine
+                .into_iter()
+                .map(|s| (ctx.node.store.count_in_slot(s), s))
+                .collect();
+            // Ties in slot order, as Redis lists them.
+            if descending {
+                counted.sort_by_key(|&(n, s)| (std::cmp::Reverse(n), s));
+            } else {
+                counted.sort_by_key(|&(n, s)| (n, s));
+            }
+            counted.into_iter().take(limit).map(|(_, s)| s).collect()
+        }
+        _ => return err("ERR syntax error"),
+    };
+    Reply::Array(
+        picked
+            .into_iter()
+            .map(|slot| {
+                Reply::Array(vec![
+                    int(slot),
+                    Reply::Map(vec![(
+                        Reply::bulk("key-count"),
+                        int(ctx.node.store.count_in_slot(slot)),
+                    )]),
+                ])
+            })
+            .collect(),
+    )
 }
 
 fn parse_slot(arg: &[u8]) -> Option<u16> {
