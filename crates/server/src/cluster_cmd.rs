@@ -303,6 +303,22 @@ fn nodes(state: &ClusterState, me: NodeId) -> String {
                     line.push_str(&format!(" {a}-{b}"));
                 }
             }
+            // As in Redis, the node's own line lists the slots it is migrating out
+            // (`[slot->-target]`) and in (`[slot-<-source]`).
+            if m.id == me {
+                let primary = |id| state.shards.get(&id).map(|s| node_name(s.primary));
+                for (slot, migration) in &state.migrations {
+                    if migration.from == shard.id {
+                        if let Some(to) = primary(migration.to) {
+                            line.push_str(&format!(" [{slot}->-{to}]"));
+                        }
+                    } else if migration.to == shard.id {
+                        if let Some(from) = primary(migration.from) {
+                            line.push_str(&format!(" [{slot}-<-{from}]"));
+                        }
+                    }
+                }
+            }
         }
         out.push_str(&line);
         out.push('\n');
@@ -425,6 +441,29 @@ mod tests {
                 "{} 127.0.0.1:7001@17001 master - 0 0 3 connected 100",
                 node_name(2)
             )
+        );
+        // Slots 5 and 6 migrating from shard 0 to shard 1: each side's own line says so.
+        state.apply(&Change::Migrate {
+            slots: vec![5, 6],
+            to: 1,
+        });
+        let source = nodes(&state, 1);
+        assert!(
+            source.lines().next().is_some_and(
+                |l| l.ends_with(&format!("0-99 101-16383 [5->-{0}] [6->-{0}]", node_name(2)))
+            ),
+            "{source}"
+        );
+        let target = nodes(&state, 2);
+        assert!(
+            target.lines().nth(1).is_some_and(
+                |l| l.ends_with(&format!("connected 100 [5-<-{0}] [6-<-{0}]", node_name(1)))
+            ),
+            "{target}"
+        );
+        assert!(
+            !target.lines().next().is_some_and(|l| l.contains('[')),
+            "only the node's own line lists migrations"
         );
     }
 }
