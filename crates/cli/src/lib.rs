@@ -61,9 +61,10 @@ enum ClusterCommand {
     RemoveNode {
         /// The node: `host:port`, `host:port@busport` or its id.
         node: String,
-        /// Any other node of the cluster.
+        /// Any other node of the cluster [default: one the node names, when NODE is an
+        /// address].
         #[arg(long)]
-        to: String,
+        to: Option<String>,
     },
     /// Even out the slots over the shards, moving the fewest, live.
     Rebalance {
@@ -104,7 +105,9 @@ pub fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
                 replicas,
                 no_rebalance,
             } => scale::add_nodes(&to, &nodes, replicas, !no_rebalance).await,
-            ClusterCommand::RemoveNode { node, to } => scale::remove_node(&to, &node).await,
+            ClusterCommand::RemoveNode { node, to } => {
+                scale::remove_node(to.as_deref(), &node).await
+            }
             ClusterCommand::Rebalance { to, weight } => {
                 scale::rebalance_over(&to, None, weight).await
             }

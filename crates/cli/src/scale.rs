@@ -73,6 +73,23 @@ fn find_member(state: &ClusterState, node: &str) -> anyhow::Result<NodeId> {
         .ok_or_else(|| anyhow!("{node} is not a member"))
 }
 
+/// Another member of the cluster of `node` (an address), to drive its removal through: the
+/// leaving node stops hearing from the cluster once it is out.
+async fn other_member(node: &str) -> anyhow::Result<String> {
+    if parse_node_addr(node).is_err() {
+        bail!("{node} is not an address: name a member to go through with --to SEED");
+    }
+    let state = topology(node).await?;
+    let id = find_member(&state, node)?;
+    let mut others: Vec<_> = state.members.values().filter(|m| m.id != id).collect();
+    // A primary first: it stays a member throughout.
+    others.sort_by_key(|m| !state.seat_of(m.id).is_some_and(|(_, primary)| primary));
+    others
+        .first()
+        .map(|m| format!("{}:{}@{}", m.host, m.port, m.bus_port))
+        .ok_or_else(|| anyhow!("{node} is the cluster's only member"))
+}
+
 /// Adds `nodes` (started with `--cluster-enabled`, in no cluster) through `seed`, forms new
 /// shards from the spare nodes (`replicas` each, by default as many as the cluster's shards
 /// have), and unless `rebalance` is false moves slots onto them.
@@ -217,7 +234,15 @@ pub async fn rebalance_over(
 
 /// Removes a member: a primary's whole shard is drained onto the others first (its replicas
 /// become spares); a replica's seat goes to a spare; then the member leaves.
-pub async fn remove_node(seed: &str, node: &str) -> anyhow::Result<()> {
+pub async fn remove_node(seed: Option<&str>, node: &str) -> anyhow::Result<()> {
+    let picked;
+    let seed = match seed {
+        Some(seed) => seed,
+        None => {
+            picked = other_member(node).await?;
+            picked.as_str()
+        }
+    };
     let state = topology(seed).await?;
     let id = find_member(&state, node)?;
     match state.seat_of(id).map(|(s, p)| (s.clone(), p)) {

@@ -975,8 +975,9 @@ pub fn elastic(
         )?;
         cluster.forget_node(primary_index);
         for other in pair.iter().filter(|a| **a != primary) {
-            cluster.admin(&["remove-node", &other.to_string(), "--to", &seed])?;
+            // Without --to: the CLI goes through another member the node names.
             let i = cluster.index_of(&other.to_string()).context("known")?;
+            cluster.admin(&["remove-node", &cluster.nodes[i].cluster_addr()])?;
             cluster.forget_node(i);
         }
         cluster.wait_healthy(Duration::from_secs(30))?;
