@@ -24,12 +24,8 @@ fn invalid(what: String) -> io::Error {
 
 impl Conn {
     fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
-        let stream = TcpStream::connect_timeout(&addr, timeout)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        stream.set_nodelay(true)?;
         Ok(Conn {
-            reader: BufReader::new(stream),
+            reader: BufReader::new(crate::resp::connect(addr, timeout)?),
         })
     }
 

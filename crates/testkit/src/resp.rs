@@ -42,6 +42,15 @@ impl Reply {
     }
 }
 
+/// A TCP connection with `timeout` for the connect and for every read and write after it.
+pub(crate) fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// A connection to one node.
 pub struct Conn {
     reader: BufReader<TcpStream>,
@@ -54,12 +63,8 @@ fn invalid(what: &str) -> io::Error {
 impl Conn {
     /// Connects, with `timeout` for the connect and for every read and write after it.
     pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
-        let stream = TcpStream::connect_timeout(&addr, timeout)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        stream.set_nodelay(true)?;
         Ok(Conn {
-            reader: BufReader::new(stream),
+            reader: BufReader::new(connect(addr, timeout)?),
         })
     }
 
