@@ -10,6 +10,7 @@
 //! - [`scale`]: add-node, remove-node, rebalance, with live slot migration.
 
 pub mod demo;
+pub mod plan;
 pub mod resp_client;
 pub mod scale;
 

@@ -26,6 +26,8 @@ enum Command {
     Cluster(cli::ClusterArgs),
     /// Start a local 6-node cluster (3 shards x 2) on loopback; Ctrl-C stops it.
     Demo(cli::demo::DemoArgs),
+    /// Estimate the cluster a load needs: shards, nodes, memory per node, bandwidth.
+    Plan(cli::plan::PlanArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +37,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(*args),
         Command::Cluster(args) => cli::run_cluster(args),
         Command::Demo(args) => cli::demo::run(args),
+        Command::Plan(args) => cli::plan::run(args),
     }
 }
