@@ -46,9 +46,10 @@ struct Node {
 }
 
 fn stop(nodes: &mut [Node]) {
+    // SIGINT: the whole cluster stops, so no primary hands its slots to a replica first.
     for n in nodes.iter() {
         let _ = Command::new("kill")
-            .args(["-TERM", &n.child.id().to_string()])
+            .args(["-INT", &n.child.id().to_string()])
             .status();
     }
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -176,7 +177,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     if args.detach {
         let pids: Vec<String> = nodes.iter().map(|n| n.child.id().to_string()).collect();
-        println!("Detached. Stop the nodes with: kill {}", pids.join(" "));
+        println!(
+            "Detached. Stop the nodes with: kill -INT {}",
+            pids.join(" ")
+        );
         return Ok(());
     }
     println!("Ctrl-C stops all nodes.");

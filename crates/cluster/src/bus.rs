@@ -355,6 +355,12 @@ pub enum BusError {
     BadFrame(String),
 }
 
+/// Bytes this process has sent and received on the bus (frames, headers included), every
+/// connection and both directions of it: for `/metrics`.
+pub static BYTES_SENT: AtomicU64 = AtomicU64::new(0);
+/// See [`BYTES_SENT`].
+pub static BYTES_RECEIVED: AtomicU64 = AtomicU64::new(0);
+
 /// Read buffer per connection: most frames (Raft heartbeats, forwarded requests) are small, so
 /// one read brings many of them.
 const IO_BUFFER_BYTES: usize = 64 * 1024;
@@ -372,6 +378,7 @@ async fn write_frames(
             if writer.write_all(&frame).await.is_err() {
                 return;
             }
+            BYTES_SENT.fetch_add(frame.len() as u64, Ordering::Relaxed);
             continue;
         }
         batch.extend_from_slice(&frame);
@@ -384,6 +391,7 @@ async fn write_frames(
         if writer.write_all(&batch).await.is_err() {
             return;
         }
+        BYTES_SENT.fetch_add(batch.len() as u64, Ordering::Relaxed);
         batch.clear();
         if batch.capacity() > 4 * IO_BUFFER_BYTES {
             batch = Vec::new();
@@ -422,6 +430,7 @@ async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> std::io::Result<
     }
     let mut payload = vec![0u8; len];
     reader.read_exact(&mut payload).await?;
+    BYTES_RECEIVED.fetch_add((HEADER_BYTES + len) as u64, Ordering::Relaxed);
     postcard::from_bytes(&payload)
         .map(Some)
         .map_err(|_| bad("undecodable bus frame"))

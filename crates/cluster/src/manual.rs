@@ -42,19 +42,69 @@ impl ClusterNode {
     /// `CLUSTER FAILOVER` on this node (a replica): asks the Raft leader to start a manual
     /// failover promoting this node. Returns once the leader has started it (or refused).
     pub async fn request_manual_failover(self: &Arc<Self>, force: bool) -> Result<(), String> {
+        self.request_manual_failover_of(self.id, force).await
+    }
+
+    /// Before this node stops: if it is a primary with replicas, hands its slots to one of
+    /// them by a graceful manual failover (no acknowledged write lost) and waits until the
+    /// cluster has committed it, this node then a replica; at most `timeout`. Tries the
+    /// replicas in turn when the leader gives up on one (it lags, or its link is down).
+    /// Returns whether it handed over; `Ok(false)` when there was nothing to hand.
+    pub async fn hand_over(self: &Arc<Self>, timeout: Duration) -> Result<bool, String> {
+        let deadline = Instant::now() + timeout;
+        let Some((shard, true)) = self.state().seat_of(self.id).map(|(s, p)| (s.clone(), p)) else {
+            return Ok(false);
+        };
+        if shard.replicas.is_empty() {
+            return Ok(false);
+        }
+        let still_primary = |node: &ClusterNode| matches!(node.state().seat_of(node.id), Some((s, true)) if s.id == shard.id);
+        let mut last = String::from("no replica to hand over to");
+        let mut states = self.subscribe();
+        for &replica in &shard.replicas {
+            if Instant::now() >= deadline {
+                break;
+            }
+            if let Err(why) = self.request_manual_failover_of(replica, false).await {
+                last = format!("replica {replica:016x}: {why}");
+                continue;
+            }
+            // The leader abandons a graceful failover after MANUAL_FAILOVER_TIMEOUT.
+            let given_up = Instant::now() + MANUAL_FAILOVER_TIMEOUT + Duration::from_secs(1);
+            while still_primary(self) {
+                let until = deadline.min(given_up);
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                if let Ok(Err(_)) = tokio::time::timeout(left, states.changed()).await {
+                    return Err("the control plane stopped".into());
+                }
+            }
+            if !still_primary(self) {
+                return Ok(true);
+            }
+            last = format!("replica {replica:016x} did not take over in time");
+        }
+        Err(last)
+    }
+
+    /// Asks the Raft leader to start a manual failover promoting `replica`.
+    async fn request_manual_failover_of(
+        self: &Arc<Self>,
+        replica: NodeId,
+        force: bool,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + CALL_TIMEOUT;
         let mut last = "no Raft leader".to_string();
         while Instant::now() < deadline {
             match self.leader() {
                 Some(leader) if leader == self.id => {
-                    return self.clone().start_manual_failover(self.id, force);
+                    return self.clone().start_manual_failover(replica, force);
                 }
                 Some(leader) => {
                     if let Some(addr) = self.raft_addr(leader) {
-                        let request = Request::ManualFailover {
-                            replica: self.id,
-                            force,
-                        };
+                        let request = Request::ManualFailover { replica, force };
                         match self.peers.get(&addr).call(request, CALL_TIMEOUT).await {
                             Ok(Response::Ok) => return Ok(()),
                             Ok(Response::Refused(why)) => return Err(why),

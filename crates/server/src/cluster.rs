@@ -184,6 +184,8 @@ pub struct Glue {
     lag: Arc<std::sync::Mutex<ReplicaLag>>,
     /// Slot migrations, as source and as target.
     migrations: Arc<Migrations>,
+    /// Topology changes this node applied, for the dashboard.
+    events: crate::dashboard::Events,
 }
 
 impl Glue {
@@ -213,16 +215,21 @@ impl Glue {
                 std::time::Instant::now(),
             ))),
             migrations: Arc::new(Migrations::new(migration_rate_bytes)),
+            events: crate::dashboard::Events::default(),
         });
         let _ = node.cluster.set(glue.clone());
         control.set_data_plane(glue.clone());
         glue.apply_role(node, &control.state());
         let weak = Arc::downgrade(&glue);
         let mut changes = control.subscribe();
+        let mut before = control.state();
         tokio::spawn(async move {
             while changes.changed().await.is_ok() {
                 let Some(glue) = weak.upgrade() else { break };
                 let state = changes.borrow_and_update().clone();
+                let now = glue.node.upgrade().map_or(0, |n| n.clock.unix_ms());
+                glue.events.note(&before, &state, now);
+                before = state.clone();
                 let routes = Arc::new(Routes::build(&state, glue.control.id));
                 tracing::info!(epoch = routes.epoch, "cluster topology changed");
                 let importing = state
@@ -254,6 +261,58 @@ impl Glue {
     /// Whether this node's link to its primary works (a replica).
     pub fn link_up(&self) -> bool {
         self.link.lock().unwrap_or_else(|e| e.into_inner()).up
+    }
+
+    /// `/api/cluster` for the dashboard.
+    pub fn dashboard_cluster(&self) -> serde_json::Value {
+        crate::dashboard::cluster_json(
+            &self.state(),
+            self.control.id,
+            self.control.leader(),
+            &self.events,
+        )
+    }
+
+    /// This node's seat and Raft view, for the dashboard's `/api/node`.
+    pub fn dashboard_node(&self) -> serde_json::Value {
+        let status = self.control.status();
+        let state = self.state();
+        serde_json::json!({
+            "id": format!("{:016x}", self.control.id),
+            "role": match state.seat_of(self.control.id) {
+                Some((_, true)) => "primary",
+                Some((_, false)) => "replica",
+                None => "spare",
+            },
+            "raft_role": status.raft_role,
+            "epoch": status.epoch,
+            "lease_ms": status.lease_ms_left,
+            "ready": self.readiness().is_ok(),
+        })
+    }
+
+    /// Whether this node can serve its part of the cluster: `Ok(its role)`, or `Err(why
+    /// not)`. See `admin::healthz`.
+    pub fn readiness(&self) -> Result<String, String> {
+        let state = self.state();
+        if !state.is_laid_out() {
+            return Err("not in a cluster yet (ringcache cluster create / add-node)".into());
+        }
+        match state.seat_of(self.control.id) {
+            Some((_, true)) if self.control.lease_valid() => Ok("primary".into()),
+            Some((_, true)) => {
+                Err("a primary without a write lease (cut off from the Raft leader?)".into())
+            }
+            Some((_, false)) => {
+                let link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+                if link.up && link.full_syncs > 0 {
+                    Ok("replica".into())
+                } else {
+                    Err("a replica not in sync with its primary yet".into())
+                }
+            }
+            None => Ok("spare".into()),
+        }
     }
 
     /// Starts or stops journaling and following as this node's seat requires: a primary with
@@ -1205,6 +1264,30 @@ impl ClusterHook for Glue {
                 "ringcache_cluster_slots_migrating",
                 "Slots being moved between shards, cluster-wide.",
                 state.migrations.len() as i64,
+            ),
+            (
+                "ringcache_cluster_slots_owned",
+                "Slots served by this node's shard (0 on a spare).",
+                state
+                    .seat_of(me)
+                    .map_or(0, |(shard, _)| {
+                        state.slots.iter().filter(|s| **s == shard.id).count()
+                    }) as i64,
+            ),
+            (
+                "ringcache_cluster_failovers_seen",
+                "Failovers (automatic and manual) this node has applied since it started (a counter).",
+                self.events.failovers() as i64,
+            ),
+            (
+                "ringcache_bus_bytes_sent",
+                "Bytes this node sent on the cluster bus: Raft, pings, forwarding, replication, migration (a counter).",
+                cluster::bus::BYTES_SENT.load(std::sync::atomic::Ordering::Relaxed) as i64,
+            ),
+            (
+                "ringcache_bus_bytes_received",
+                "Bytes this node received on the cluster bus (a counter).",
+                cluster::bus::BYTES_RECEIVED.load(std::sync::atomic::Ordering::Relaxed) as i64,
             ),
             (
                 "ringcache_migration_keys_moved",

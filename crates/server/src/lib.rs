@@ -29,6 +29,7 @@ pub mod cluster;
 pub mod cluster_cmd;
 pub mod config;
 pub mod connection;
+pub mod dashboard;
 pub mod lag;
 pub mod metrics;
 pub mod migration;
@@ -52,6 +53,9 @@ pub use config::{Config, ServerArgs};
 
 /// How long shutdown waits for connections to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a stopping primary may take to hand its slots to a replica (a graceful failover
+/// takes well under a second; Kubernetes allows 30 s by default before it kills).
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Period of the active expiry cycle.
 const EXPIRE_PERIOD: Duration = Duration::from_millis(100);
 /// CPU budget of one expiry tick.
@@ -79,6 +83,29 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// Before a cluster node stops: a primary with replicas hands its slots to one of them
+    /// (a graceful manual failover: no acknowledged write is lost) and returns once the
+    /// cluster has committed it, so clients move to the new primary before this one goes.
+    /// Gives up after [`HANDOVER_TIMEOUT`]; then the node stops anyway and the usual failure
+    /// detection fails it over.
+    pub async fn hand_over(&self) {
+        let Some(glue) = &self.cluster else {
+            return;
+        };
+        let started = Instant::now();
+        match glue.control().hand_over(HANDOVER_TIMEOUT).await {
+            Ok(false) => {}
+            Ok(true) => tracing::info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "handed this primary's slots to a replica"
+            ),
+            Err(why) => tracing::warn!(
+                why,
+                "could not hand the slots to a replica; stopping anyway"
+            ),
+        }
+    }
+
     /// Asks every task to stop.
     pub fn shutdown(&self) {
         self.shutdown.cancel();
@@ -143,13 +170,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
 
+    let health = Arc::new(admin::Health {
+        cluster_mode: config.cluster.is_some(),
+        ..Default::default()
+    });
     let admin_addr = match config.admin_port {
         Some(port) => {
             let admin = TcpListener::bind((config.bind, port))
                 .await
                 .with_context(|| format!("binding admin listener on {}:{port}", config.bind))?;
             let addr = admin.local_addr()?;
-            let router = admin::router(Arc::new(metrics::registry(node.clone())));
+            let router = admin::router(
+                Arc::new(metrics::registry(node.clone())),
+                health.clone(),
+                node.clone(),
+            );
             let token = shutdown.clone();
             tracker.spawn(async move {
                 let served = axum::serve(admin, router)
@@ -176,6 +211,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
                 &shutdown,
             )
             .await?;
+            let _ = health.cluster.set(glue.clone());
             (Some(glue), forward)
         }
         None => (None, None),
@@ -428,8 +464,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async move {
         let server = start(config).await?;
-        wait_for_signal().await?;
+        // As PostgreSQL's smart and fast shutdowns: SIGTERM (what orchestrators send) hands a
+        // primary's slots to a replica first; SIGINT (Ctrl-C) stops at once.
+        let handing_over = wait_for_signal().await?;
         tracing::info!("shutting down");
+        if handing_over {
+            server.hand_over().await;
+        }
         server.shutdown();
         if !server.wait(SHUTDOWN_GRACE).await {
             tracing::warn!("some connections did not close within the grace period");
@@ -439,13 +480,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Waits for SIGTERM (returns true) or SIGINT (false).
+async fn wait_for_signal() -> anyhow::Result<bool> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(tokio::select! {
+        _ = term.recv() => true,
+        _ = int.recv() => false,
+    })
 }

@@ -29,6 +29,8 @@ pub struct Node {
     pub bus: u16,
     /// The memcached port.
     pub memcache: u16,
+    /// The admin HTTP port (`/metrics`, `/healthz`).
+    pub admin: u16,
     dir: PathBuf,
     bin: PathBuf,
     /// More `ringcache server` arguments.
@@ -46,6 +48,7 @@ impl Node {
             port,
             bus: free_port(ip)?,
             memcache: free_port(ip)?,
+            admin: free_port(ip)?,
             dir: root.join(format!("{ip}-{port}")),
             bin: bin.to_path_buf(),
             extra: Vec::new(),
@@ -63,7 +66,8 @@ impl Node {
             .open(self.dir.join("node.log"))?;
         let child = Command::new(&self.bin)
             .arg("server")
-            .args(["--cluster-enabled", "--bind", &self.ip, "--no-admin"])
+            .args(["--cluster-enabled", "--bind", &self.ip])
+            .args(["--admin-port", &self.admin.to_string()])
             .args(["--log", "warn"])
             .args(["--port", &self.port.to_string()])
             .args(["--cluster-port", &self.bus.to_string()])
@@ -107,6 +111,28 @@ impl Node {
             bail!("kill {signal} failed for {}", self.addr());
         }
         Ok(())
+    }
+
+    /// `SIGTERM`, as an orchestrator stops a node (a primary hands its slots to a replica
+    /// first), and waits up to `timeout` for the process to exit (then kills it and fails).
+    /// Returns how long it took.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<Duration> {
+        let started = Instant::now();
+        self.signal("-TERM")?;
+        loop {
+            let Some(child) = self.child.as_mut() else {
+                bail!("node {} is not running", self.addr());
+            };
+            if child.try_wait()?.is_some() {
+                self.child = None;
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                self.kill();
+                bail!("{} still ran {timeout:?} after SIGTERM", self.addr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `SIGSTOP`: the process freezes, its sockets stay open (connections hang, not refuse).

@@ -859,6 +859,21 @@ fn slot_owners(cluster: &Cluster) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Gives every key a first value (client 0) before anything happens; the writes' history.
+fn preload(cluster: &Cluster, names: &[String], clock: Clock) -> Vec<Op> {
+    let mut client = ClusterClient::new(cluster.addrs(), Budget::default());
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let value = value_of(0, i as u64);
+            let start_us = clock.us();
+            let outcome = client.set(name.as_bytes(), value.to_string().as_bytes(), 0);
+            record_write(0, i as u32, value, start_us, clock, &outcome)
+        })
+        .collect()
+}
+
 /// Grows the cluster by one shard per pair of `extra` addresses (add-node), then shrinks it
 /// back (remove-node of each added shard's primary, then of its replica), under a steady
 /// load of retrying clients over `keys` keys, all written once before the first step. Checks
@@ -873,17 +888,7 @@ pub fn elastic(
     let seed = cluster.nodes[0].cluster_addr();
     let names: Arc<Vec<String>> = Arc::new((0..keys).map(|i| format!("el{i}")).collect());
     let clock = Clock(Instant::now());
-    // Every key gets a first value before anything moves.
-    let mut preload = Vec::with_capacity(keys);
-    {
-        let mut client = ClusterClient::new(cluster.addrs(), Budget::default());
-        for (i, name) in names.iter().enumerate() {
-            let value = value_of(0, i as u64);
-            let start_us = clock.us();
-            let outcome = client.set(name.as_bytes(), value.to_string().as_bytes(), 0);
-            preload.push(record_write(0, i as u32, value, start_us, clock, &outcome));
-        }
-    }
+    let preload = preload(cluster, &names, clock);
     let load = Load::start(
         cluster.addrs(),
         cluster.memcache_addrs(),
@@ -1209,5 +1214,91 @@ pub fn migration_crash(
             .filter(|l| l.node == Some(victim_addr))
             .count(),
         verdict,
+    })
+}
+
+/// One node's turn in a rolling restart.
+#[derive(Debug)]
+pub struct Restart {
+    /// The node.
+    pub node: SocketAddr,
+    /// Whether it was a primary when it got SIGTERM.
+    pub was_primary: bool,
+    /// Whether, being a primary, it had handed its slots to a replica when it exited.
+    pub handed_over: bool,
+    /// From SIGTERM to the process's exit (a primary hands its slots over first).
+    pub stop: Duration,
+    /// From its start again to the cluster's being healthy (every replica in sync).
+    pub back: Duration,
+}
+
+/// What a rolling restart saw.
+#[derive(Debug)]
+pub struct RollingRestart {
+    /// The nodes' turns, in order.
+    pub restarts: Vec<Restart>,
+    /// Operations issued by the load.
+    pub ops: u64,
+    /// Operations that failed beyond the retry budget.
+    pub failed: u64,
+    /// The history check of every key.
+    pub verdict: Verdict,
+}
+
+/// Restarts every node in turn as an orchestrator's rolling update does: `SIGTERM` (a primary
+/// hands its slots to a replica before it exits), start again, and wait until the cluster is
+/// healthy (every replica in sync) before the next. Meanwhile retrying clients (half
+/// cluster-aware, half memcached clients of any node) read and write `keys` keys; at the end
+/// every key is checked against their history.
+pub fn rolling_restart(
+    cluster: &mut Cluster,
+    clients: u32,
+    rate: u32,
+    keys: usize,
+) -> Result<RollingRestart> {
+    let names: Arc<Vec<String>> = Arc::new((0..keys).map(|i| format!("rr{i}")).collect());
+    let clock = Clock(Instant::now());
+    let preload = preload(cluster, &names, clock);
+    let load = Load::start(
+        cluster.addrs(),
+        cluster.memcache_addrs(),
+        names.clone(),
+        clients,
+        rate,
+        clock,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let mut restarts = Vec::new();
+    for i in 0..cluster.nodes.len() {
+        let node = cluster.nodes[i].addr();
+        let was_primary = cluster.topology()?.by_addr(node).is_some_and(|n| n.primary);
+        let stop = cluster.nodes[i].terminate(Duration::from_secs(30))?;
+        // Handed over: the freshest view (the Raft leader's, at least) has it a replica as
+        // soon as it has exited. A primary that just died is still a primary there until
+        // failure detection acts, most of a second later.
+        let handed_over =
+            was_primary && !cluster.topology()?.by_addr(node).is_some_and(|n| n.primary);
+        let started = Instant::now();
+        cluster.nodes[i].start()?;
+        cluster.wait_healthy(Duration::from_secs(60))?;
+        restarts.push(Restart {
+            node,
+            was_primary,
+            handed_over,
+            stop,
+            back: started.elapsed(),
+        });
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (mut ops, _) = load.finish()?;
+    let load_ops = ops.len() as u64;
+    let failed = ops.iter().filter(|o| o.status != Status::Ok).count() as u64;
+    ops.extend(preload);
+    let finals = finals(cluster.addrs(), &names)?;
+    Ok(RollingRestart {
+        restarts,
+        ops: load_ops,
+        failed,
+        verdict: check(&ops, &finals),
     })
 }
