@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit/property/integration tests, docs, and a short
-# fuzz run of each protocol parser. Installs what it needs (rustfmt, clippy, cargo-fuzz, and
-# iptables for the fault-injection tests, which need root).
+# fuzz run of each protocol parser, and the deployment files' validation. Installs what it
+# needs (rustfmt, clippy, cargo-fuzz, iptables for the fault-injection tests, which need
+# root, chromium for the dashboard test, and the validators deploy/check.sh uses).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,12 +15,16 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
-if ! command -v iptables >/dev/null 2>&1; then
-  step "installing iptables (the fault-injection tests partition nodes with it)"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+MISSING=""
+# iptables: the fault-injection tests partition nodes with it. chromium: the dashboard test.
+command -v iptables >/dev/null 2>&1 || MISSING="$MISSING iptables"
+command -v chromium >/dev/null 2>&1 || MISSING="$MISSING chromium"
+if [ -n "$MISSING" ]; then
+  step "installing$MISSING"
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq iptables >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $MISSING >/dev/null
 fi
 
 step "cargo fmt --check"
@@ -33,6 +38,9 @@ RINGCACHE_AVAILABILITY_SECONDS="${RINGCACHE_AVAILABILITY_SECONDS:-300}" cargo te
 
 step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+step "deployment files: compose, Kubernetes, Prometheus rules, Grafana dashboard"
+./deploy/check.sh
 
 step "compatibility: raw replies against redis-server, and the redis-py client"
 cargo build --locked -p ringcache
