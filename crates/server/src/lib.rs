@@ -55,7 +55,7 @@ pub use config::{Config, ServerArgs};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a stopping primary may take to hand its slots to a replica (a graceful failover
 /// takes well under a second; Kubernetes allows 30 s by default before it kills).
-const HANDOVER_TIMEOUT: Duration = Duration::from_secs(15);
+pub const HANDOVER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Period of the active expiry cycle.
 const EXPIRE_PERIOD: Duration = Duration::from_millis(100);
 /// CPU budget of one expiry tick.
