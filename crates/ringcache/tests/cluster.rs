@@ -5,7 +5,7 @@
 //! replication with repair (127.0.0.11-13) and `CLUSTER FAILOVER` (127.0.0.31-33).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,13 +16,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 struct Node {
@@ -36,12 +29,12 @@ struct Node {
 
 impl Node {
     fn new(ip: &str, root: &std::path::Path) -> Node {
-        let port = free_port(ip);
+        let [port, bus, memcache] = testkit::node::free_ports(ip).expect("free ports");
         let node = Node {
             ip: ip.to_string(),
             port,
-            bus: free_port(ip),
-            memcache: free_port(ip),
+            bus,
+            memcache,
             dir: root.join(format!("{ip}-{port}")),
             child: None,
         };

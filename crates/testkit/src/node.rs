@@ -14,8 +14,18 @@ use crate::resp::{call_once, Reply};
 /// How long an inspection command may take before the node counts as unresponsive.
 const INSPECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-fn free_port(ip: &str) -> Result<u16> {
-    Ok(TcpListener::bind((ip, 0))?.local_addr()?.port())
+/// `N` distinct free ports on `ip`: the listeners stay open until all are chosen, so the
+/// system can't hand out the same port twice (a node binding its RESP and admin listeners to
+/// one port fails to start).
+pub fn free_ports<const N: usize>(ip: &str) -> Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind((ip, 0)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 /// One node process, its addresses and its data directory (which survives restarts, so a
@@ -42,13 +52,13 @@ pub struct Node {
 impl Node {
     /// A node on `ip` with fresh ports, keeping its files under `root` (not started yet).
     pub fn new(bin: &Path, ip: &str, root: &Path) -> Result<Node> {
-        let port = free_port(ip)?;
+        let [port, bus, memcache, admin] = free_ports(ip)?;
         Ok(Node {
             ip: ip.to_string(),
             port,
-            bus: free_port(ip)?,
-            memcache: free_port(ip)?,
-            admin: free_port(ip)?,
+            bus,
+            memcache,
+            admin,
             dir: root.join(format!("{ip}-{port}")),
             bin: bin.to_path_buf(),
             extra: Vec::new(),
