@@ -191,17 +191,6 @@ pub fn plan(i: &Inputs) -> Plan {
     }
 }
 
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
-
 fn bits(bytes_per_s: u64) -> String {
     format!("{:.2} Gbit/s", bytes_per_s as f64 * 8.0 / 1e9)
 }
@@ -229,14 +218,14 @@ pub fn render(i: &Inputs, p: &Plan) -> String {
         min = MIN_SHARDS,
         nodes = p.nodes,
         r = i.replicas,
-        data = human(p.stored_bytes),
+        data = crate::human_bytes(p.stored_bytes),
         keys = i.keys,
         k = i.key_size,
         v = i.value_size,
         oh = PER_KEY_OVERHEAD,
-        maxmem = human(p.maxmemory),
+        maxmem = crate::human_bytes(p.maxmemory),
         maxmem_flag = p.maxmemory.div_ceil(1 << 20),
-        ram = human(p.node_ram),
+        ram = crate::human_bytes(p.node_ram),
         rss = RSS_FACTOR,
         opp = p.ops_per_primary,
         cap = p.ops_per_node_capacity,
