@@ -42,12 +42,17 @@ pub struct DemoArgs {
 
 struct Node {
     port: u16,
+    /// The `ringcache server` arguments it was started with, to print how to start it again.
+    args: Vec<String>,
     child: Child,
+    /// Set once it has exited (and the user was told).
+    exited: bool,
 }
 
 fn stop(nodes: &mut [Node]) {
     // SIGINT: the whole cluster stops, so no primary hands its slots to a replica first.
-    for n in nodes.iter() {
+    // A node that already exited is skipped: its pid may belong to another process by now.
+    for n in nodes.iter().filter(|n| !n.exited) {
         let _ = Command::new("kill")
             .args(["-INT", &n.child.id().to_string()])
             .status();
@@ -80,6 +85,31 @@ fn wait_for_ping(port: u16, deadline: Instant) -> anyhow::Result<()> {
     }
 }
 
+/// What the demo prints when one of its nodes exits: the cluster goes on without it (its
+/// replica takes over if it was a primary), and the exact command that starts it again, in
+/// the background, with its log and data dir, so it rejoins as a replica.
+fn exit_notice(
+    node: &Node,
+    exe: &std::path::Path,
+    dir: &std::path::Path,
+    status: &std::process::ExitStatus,
+    first_port: u16,
+) -> String {
+    let log = dir.join(format!("node-{}.log", node.port));
+    format!(
+        "\nnode {port} exited ({status}). The other nodes keep running; if it was a primary, \
+         its replica takes over its slots.\n  \
+         watch:    {exe} cluster status 127.0.0.1:{first_port}\n  \
+         restart:  {exe} {args} >>{log} 2>&1 &\n\
+         Restarted, it rejoins as a replica (stop it yourself: Ctrl-C here stops only the \
+         nodes the demo started).",
+        port = node.port,
+        exe = exe.display(),
+        args = node.args.join(" "),
+        log = log.display(),
+    )
+}
+
 /// Runs the demo until Ctrl-C (or returns at once with `--detach`).
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.nodes < args.replicas + 1 {
@@ -102,24 +132,40 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             let node_dir = dir.join(format!("node-{port}"));
             std::fs::create_dir_all(&node_dir)?;
             let log = std::fs::File::create(dir.join(format!("node-{port}.log")))?;
+            let server_args: Vec<String> = [
+                "server",
+                "--cluster-enabled",
+                "--port",
+                &port.to_string(),
+                "--memcache-port",
+                &(args.memcache_base_port + i).to_string(),
+                "--forward-port",
+                &(args.forward_base_port + i).to_string(),
+                "--admin-port",
+                &(args.admin_base_port + i).to_string(),
+                "--maxmemory",
+                &args.maxmemory,
+                "--log",
+                "warn",
+                "--dir",
+                &node_dir.display().to_string(),
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
             let child = Command::new(&exe)
-                .arg("server")
-                .args(["--cluster-enabled", "--port", &port.to_string()])
-                .args([
-                    "--memcache-port",
-                    &(args.memcache_base_port + i).to_string(),
-                ])
-                .args(["--forward-port", &(args.forward_base_port + i).to_string()])
-                .args(["--admin-port", &(args.admin_base_port + i).to_string()])
-                .args(["--maxmemory", &args.maxmemory, "--log", "warn"])
-                .arg("--dir")
-                .arg(&node_dir)
+                .args(&server_args)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
                 .spawn()
                 .with_context(|| format!("starting node {port}"))?;
-            nodes.push(Node { port, child });
+            nodes.push(Node {
+                port,
+                args: server_args,
+                child,
+                exited: false,
+            });
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         for n in &nodes {
@@ -183,28 +229,32 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    println!("Ctrl-C stops all nodes.");
-    let exited = rt.block_on(async {
+    println!(
+        "Ctrl-C stops all nodes. Kill one (kill -9 a primary) to watch a failover: the others \
+         keep running."
+    );
+    rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => return anyhow::Ok(None),
-                _ = term.recv() => return Ok(None),
+                _ = tokio::signal::ctrl_c() => return anyhow::Ok(()),
+                _ = term.recv() => return Ok(()),
                 _ = tick.tick() => {
-                    for n in nodes.iter_mut() {
+                    for n in nodes.iter_mut().filter(|n| !n.exited) {
                         if let Ok(Some(status)) = n.child.try_wait() {
-                            return Ok(Some((n.port, status)));
+                            n.exited = true;
+                            println!("{}", exit_notice(n, &exe, &dir, &status, first));
                         }
                     }
                 }
             }
         }
     })?;
-    if let Some((port, status)) = exited {
-        eprintln!("node {port} exited ({status}); stopping the others");
-    }
-    println!("stopping {} nodes", nodes.len());
+    println!(
+        "stopping {} nodes",
+        nodes.iter().filter(|n| !n.exited).count()
+    );
     stop(&mut nodes);
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);

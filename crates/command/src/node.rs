@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use resp::Protocol;
 use store::Store;
+use tokio_util::sync::CancellationToken;
 
 use crate::table::COMMANDS;
 
@@ -32,6 +33,8 @@ pub struct NodeSettings {
     pub max_request_bytes: AtomicUsize,
     /// Largest pending output of one client before it is disconnected.
     pub client_output_limit_bytes: AtomicUsize,
+    /// Node-wide budget for all clients' buffers (`maxmemory-clients`); 0 = none.
+    pub max_client_memory_bytes: AtomicUsize,
 }
 
 /// Facts about the node fixed at start, shown by `INFO` and `CONFIG GET`.
@@ -66,6 +69,11 @@ pub struct NodeStats {
     pub protocol_errors: AtomicU64,
     /// Unknown commands received.
     pub unknown_commands: AtomicU64,
+    /// Bytes held by all clients' query and output buffers.
+    pub client_buffer_bytes: AtomicUsize,
+    /// Clients disconnected because all clients' buffers together went over
+    /// `maxmemory-clients` (Redis 7's `evicted_clients`).
+    pub clients_evicted: AtomicU64,
 }
 
 /// Per-command counters (`INFO commandstats` and `/metrics`).
@@ -122,6 +130,11 @@ pub struct ClientInfo {
     pub protocol: AtomicU8,
     /// Name, library name and version set by `CLIENT SETNAME` / `CLIENT SETINFO`.
     pub names: Mutex<ClientNames>,
+    /// Bytes its query and output buffers hold (`CLIENT LIST tot-mem`), as last reported by
+    /// its connection through [`Node::account_client_buffers`].
+    pub buffer_bytes: AtomicUsize,
+    /// Cancelled to disconnect the client (the node's client buffer budget evicted it).
+    pub kill: CancellationToken,
 }
 
 /// The names a client gave itself.
@@ -146,6 +159,8 @@ impl ClientInfo {
             last_active_ms: AtomicU64::new(0),
             protocol: AtomicU8::new(2),
             names: Mutex::new(ClientNames::default()),
+            buffer_bytes: AtomicUsize::new(0),
+            kill: CancellationToken::new(),
         }
     }
 
@@ -200,6 +215,8 @@ pub struct Node {
     /// Connected clients by id.
     clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
     next_client_id: AtomicU64,
+    /// Held while clients are evicted for the client buffer budget.
+    evicting: Mutex<()>,
     /// A random 40-hex-digit id for this run (`INFO server run_id`).
     pub run_id: String,
     /// The cluster, when the node runs in cluster mode.
@@ -228,6 +245,7 @@ impl Node {
             started: Instant::now(),
             clients: Mutex::new(BTreeMap::new()),
             next_client_id: AtomicU64::new(1),
+            evicting: Mutex::new(()),
             run_id,
             cluster: std::sync::OnceLock::new(),
         }
@@ -253,6 +271,71 @@ impl Node {
         clients.insert(info.id, info.clone());
         self.stats.connections_received.fetch_add(1, Relaxed);
         Some(info)
+    }
+
+    /// Records that `client`'s buffers now hold `bytes`. When that takes the node-wide total
+    /// over `maxmemory-clients`, disconnects clients, the largest buffers first, until the
+    /// rest fit (as Redis 7's client eviction): a few clients that hold big requests can't
+    /// take the memory every other client needs.
+    pub fn account_client_buffers(&self, client: &ClientInfo, bytes: usize) {
+        let old = client.buffer_bytes.swap(bytes, Relaxed);
+        let total = &self.stats.client_buffer_bytes;
+        if bytes <= old {
+            total.fetch_sub(old - bytes, Relaxed);
+            return;
+        }
+        let now = total.fetch_add(bytes - old, Relaxed) + (bytes - old);
+        let limit = self.settings.max_client_memory_bytes.load(Relaxed);
+        if limit != 0 && now > limit {
+            self.evict_clients(limit);
+        }
+    }
+
+    /// Disconnects the clients with the largest buffers until the others fit in `limit`.
+    fn evict_clients(&self, limit: usize) {
+        // One eviction pass at a time, each on fresh sizes: a pass that skipped while another
+        // ran could leave the total over the limit with nothing left to trigger another. The
+        // wait is short and rare (only while over the limit).
+        let _pass = self.evicting.lock().unwrap_or_else(|p| p.into_inner());
+        if self.stats.client_buffer_bytes.load(Relaxed) <= limit {
+            return;
+        }
+        // A snapshot of each client's size and last activity: they change under our feet,
+        // and a sort must see one value per client.
+        let mut held: Vec<(usize, Instant, Arc<ClientInfo>)> = self
+            .clients()
+            .into_iter()
+            .map(|c| {
+                let active = c.created + Duration::from_millis(c.last_active_ms.load(Relaxed));
+                (c.buffer_bytes.load(Relaxed), active, c)
+            })
+            .collect();
+        // Clients already told to go free their buffers soon: count them as gone.
+        let mut total: usize = held
+            .iter()
+            .filter(|(_, _, c)| !c.kill.is_cancelled())
+            .map(|(b, _, _)| b)
+            .sum();
+        // Largest first; among equals, the one idle longest (a client stalled mid-request).
+        held.sort_unstable_by_key(|(bytes, active, _)| (std::cmp::Reverse(*bytes), *active));
+        for (bytes, _, client) in held {
+            if total <= limit || bytes == 0 {
+                break;
+            }
+            if client.kill.is_cancelled() {
+                continue;
+            }
+            client.kill.cancel();
+            total -= bytes;
+            self.stats.clients_evicted.fetch_add(1, Relaxed);
+            tracing::warn!(
+                client = client.id,
+                addr = %client.addr,
+                buffer_bytes = bytes,
+                limit,
+                "client buffers over maxmemory-clients; disconnecting the largest first"
+            );
+        }
     }
 
     /// Removes a closed connection.

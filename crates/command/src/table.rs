@@ -238,6 +238,27 @@ pub fn lookup(name: &[u8]) -> Option<usize> {
     index().get(&*lower).copied()
 }
 
+/// Checks a command's argument count against its table entry: the arity, and for commands
+/// that take key-value pairs (a key step above 1, as `MSET`), that every key has its values.
+///
+/// Everything that splits, routes or forwards a command calls this first, so a split part can
+/// never index past the arguments, and a command refused here changes nothing anywhere
+/// (Redis refuses `MSET a 1 b` whole, with the arity error).
+pub fn check_args(spec: &CommandSpec, argc: usize) -> Result<(), Reply> {
+    let argc = argc as i64;
+    let arity = i64::from(spec.arity);
+    if (arity > 0 && argc != arity) || (arity < 0 && argc < -arity) {
+        return Err(errors::arity(spec.name));
+    }
+    if spec.first_key > 0 && spec.last_key < 0 && spec.step > 1 {
+        let after_first = argc - i64::from(spec.first_key);
+        if after_first % i64::from(spec.step) != 0 {
+            return Err(errors::arity(spec.name));
+        }
+    }
+    Ok(())
+}
+
 /// Runs one command (`args[0]` is its name; `args` is never empty) and returns its reply.
 pub fn execute(node: &Node, session: &mut Session, args: &[Bytes]) -> Reply {
     let Some(i) = lookup(&args[0]) else {
@@ -245,10 +266,8 @@ pub fn execute(node: &Node, session: &mut Session, args: &[Bytes]) -> Reply {
         return unknown(node, args);
     };
     let spec = &COMMANDS[i];
-    let argc = args.len() as i64;
-    let arity = i64::from(spec.arity);
-    if (arity > 0 && argc != arity) || (arity < 0 && argc < -arity) {
-        return errors::arity(spec.name);
+    if let Err(reply) = check_args(spec, args.len()) {
+        return reply;
     }
     if let Some(hook) = node.cluster.get() {
         if spec.first_key > 0 {
@@ -305,6 +324,20 @@ mod tests {
         }
         assert_eq!(lookup(b"nosuchcommand"), None);
         assert_eq!(lookup(&[b'a'; 100]), None);
+    }
+
+    #[test]
+    fn key_value_commands_need_whole_pairs_issue_13() {
+        let mset = &COMMANDS[lookup(b"mset").expect("mset")];
+        for argc in [1, 2, 4, 6] {
+            assert!(check_args(mset, argc).is_err(), "MSET with {argc} args");
+        }
+        for argc in [3, 5, 7] {
+            assert!(check_args(mset, argc).is_ok(), "MSET with {argc} args");
+        }
+        let mget = &COMMANDS[lookup(b"mget").expect("mget")];
+        assert!(check_args(mget, 1).is_err());
+        assert!(check_args(mget, 4).is_ok());
     }
 
     #[test]

@@ -9,14 +9,18 @@
 
 use bytes::Bytes;
 
-/// Why a request could not be parsed. Every error but [`ParseError::LineTooLong`] has already
-/// consumed the bad request: answer [`ParseError::wire`] (unless [`ParseError::noreply`]) and
-/// keep parsing.
+/// Why a request could not be parsed. Every error but the fatal ones
+/// ([`ParseError::LineTooLong`], [`ParseError::HttpRequest`]) has already consumed the bad
+/// request: answer [`ParseError::wire`] (unless [`ParseError::noreply`]) and keep parsing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// The command name is unknown, or the line is blank. Answered `ERROR`.
     #[error("unknown command")]
     UnknownCommand,
+    /// An unknown command whose last word starts with `HTTP/`: an HTTP request. Fatal and
+    /// never answered: memcached closes the connection at once.
+    #[error("an HTTP request")]
+    HttpRequest,
     /// A known command with too few or too many arguments. memcached answers plain `ERROR`
     /// here too, before it has looked for `noreply`.
     #[error("wrong number of arguments")]
@@ -111,7 +115,10 @@ impl ParseError {
     /// Returns the reply line memcached sends for this error, `\r\n` included.
     pub fn wire(&self) -> &'static [u8] {
         match self {
-            ParseError::UnknownCommand | ParseError::WrongArgumentCount => b"ERROR\r\n",
+            // HttpRequest is never answered (see `noreply`); ERROR is what a reply would be.
+            ParseError::UnknownCommand
+            | ParseError::WrongArgumentCount
+            | ParseError::HttpRequest => b"ERROR\r\n",
             ParseError::BadCommandLine { .. } => b"CLIENT_ERROR bad command line format\r\n",
             ParseError::BadDeleteArguments { .. } => {
                 b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
@@ -139,7 +146,7 @@ impl ParseError {
     /// Returns true when the connection must close after answering: the stream can't be
     /// resynchronised. The parser keeps returning the same error if called again.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, ParseError::LineTooLong)
+        matches!(self, ParseError::LineTooLong | ParseError::HttpRequest)
     }
 
     /// Returns true when the request asked for `noreply` and memcached answers this error with
@@ -153,6 +160,7 @@ impl ParseError {
             | ParseError::InvalidDelta { noreply }
             | ParseError::BadDataChunk { noreply }
             | ParseError::TooLarge { noreply, .. } => *noreply,
+            ParseError::HttpRequest => true,
             _ => false,
         }
     }

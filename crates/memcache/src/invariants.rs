@@ -25,7 +25,12 @@ pub fn parse_chunks(chunks: &[&[u8]], limits: Limits) -> Vec<Event> {
         buf.extend_from_slice(chunk);
         loop {
             let before = buf.len();
-            match parser.parse(&mut buf) {
+            let capacity = buf.capacity();
+            let parsed = parser.parse(&mut buf);
+            // Memory follows the bytes that arrived: parsing never reserves for a declared
+            // length (issue 13).
+            assert!(buf.capacity() <= capacity, "the parser grew the buffer");
+            match parsed {
                 Ok(Some(request)) => {
                     assert!(buf.len() < before, "a request consumes bytes");
                     check_request(&request, limits);

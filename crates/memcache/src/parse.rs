@@ -86,8 +86,8 @@ enum State {
     Data(Pending),
     /// Discarding this many more bytes of a refused data block.
     Swallow(usize),
-    /// A fatal error happened; the connection must close.
-    Closed,
+    /// A fatal error happened; the connection must close. Every later call returns it again.
+    Closed(ParseError),
 }
 
 /// A storage command waiting for its data block. Offsets are from the start of the buffer,
@@ -250,9 +250,9 @@ impl Parser {
                         Step::Continue
                     }
                 }
-                State::Closed => {
-                    self.state = State::Closed;
-                    return Err(ParseError::LineTooLong);
+                State::Closed(error) => {
+                    self.state = State::Closed(error.clone());
+                    return Err(error);
                 }
             };
             if let Step::Done(request) = step {
@@ -269,7 +269,7 @@ impl Parser {
         let from = self.scanned.min(window);
         let Some(newline) = memchr::memchr(b'\n', &buf[from..window]).map(|i| from + i) else {
             if buf.len() >= window_max {
-                self.state = State::Closed;
+                self.state = State::Closed(ParseError::LineTooLong);
                 return Err(ParseError::LineTooLong);
             }
             self.scanned = window;
@@ -282,7 +282,7 @@ impl Parser {
             newline
         };
         if content > self.limits.max_line_bytes {
-            self.state = State::Closed;
+            self.state = State::Closed(ParseError::LineTooLong);
             return Err(ParseError::LineTooLong);
         }
         let line_len = newline + 1;
@@ -291,6 +291,16 @@ impl Parser {
             .next()
             .and_then(|(start, end)| Command::from_name(&line[start..end]));
         let head = match command {
+            // An HTTP request sent to the memcached port (`GET / HTTP/1.0`): memcached closes
+            // at once, without a reply (proto_text.c), so a health check or a browser pointed
+            // at the port can't hold a connection open.
+            None if Tokens::new(line)
+                .last()
+                .is_some_and(|(start, end)| line[start..end].starts_with(b"HTTP/")) =>
+            {
+                self.state = State::Closed(ParseError::HttpRequest);
+                return Err(ParseError::HttpRequest);
+            }
             None => {
                 buf.advance(line_len);
                 return Err(ParseError::UnknownCommand);
@@ -323,9 +333,9 @@ impl Parser {
         let data_end = pending.line_len + pending.data_len;
         let total = data_end + 2;
         if buf.len() < total {
-            // Reserve once for the whole block so a large value arrives without repeated
-            // reallocation; its size was checked against max_value_bytes.
-            buf.reserve(total - buf.len());
+            // Nothing is reserved for the declared length: the buffer grows with the bytes
+            // that arrive (issue 13), so a line that declares 1 MB and sends nothing costs
+            // nothing.
             self.state = State::Data(pending);
             return Ok(Step::Done(None));
         }

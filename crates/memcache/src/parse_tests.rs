@@ -900,11 +900,12 @@ fn a_value_of_exactly_the_limit_is_accepted() {
 }
 
 #[test]
-fn a_large_block_is_reserved_once_when_its_line_arrives() {
+fn a_declared_length_reserves_nothing_issue_13() {
     let mut parser = Parser::new(Limits::default());
-    let mut buf = BytesMut::from(&b"set k 0 0 100000\r\n"[..]);
+    let mut buf = BytesMut::from(&b"set k 0 0 1000000\r\n"[..]);
+    let before = buf.capacity();
     assert_eq!(parser.parse(&mut buf), Ok(None));
-    assert!(buf.capacity() >= 100_000 + 2 + 18);
+    assert_eq!(buf.capacity(), before);
 }
 
 #[test]
@@ -919,4 +920,27 @@ fn limits_can_be_read_and_replaced() {
     assert_eq!(parser.limits(), small);
     let mut buf = BytesMut::from(&b"get ab\r\n"[..]);
     assert_eq!(parser.parse(&mut buf), Err(BAD));
+}
+
+#[test]
+fn an_http_request_closes_without_a_reply_issue_13() {
+    for line in [
+        &b"GET / HTTP/1.0\r\n\r\n"[..],
+        b"PUT /x HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\n",
+    ] {
+        let mut parser = Parser::new(Limits::default());
+        let mut buf = BytesMut::from(line);
+        let error = parser.parse(&mut buf).expect_err("an HTTP request line");
+        assert_eq!(error, ParseError::HttpRequest);
+        assert!(error.is_fatal() && error.noreply());
+        assert_eq!(parser.parse(&mut buf), Err(ParseError::HttpRequest));
+    }
+    // A known command keeps its meaning whatever its keys look like, as in memcached.
+    let mut parser = Parser::new(Limits::default());
+    let mut buf = BytesMut::from(&b"get / HTTP/1.0\r\n"[..]);
+    assert!(matches!(
+        parser.parse(&mut buf),
+        Ok(Some(Request::Get { .. }))
+    ));
 }

@@ -24,7 +24,12 @@ pub fn parse_chunks(chunks: &[&[u8]], limits: Limits) -> Outcome {
         buf.extend_from_slice(chunk);
         loop {
             let before = buf.len();
-            match parser.parse(&mut buf, &mut args) {
+            let capacity = buf.capacity();
+            let parsed = parser.parse(&mut buf, &mut args);
+            // Memory follows the bytes that arrived: parsing never reserves for a declared
+            // length (issue 13).
+            assert!(buf.capacity() <= capacity, "the parser grew the buffer");
+            match parsed {
                 Ok(true) => {
                     assert!(!args.is_empty(), "a request has at least one argument");
                     assert!(buf.len() < before, "a request consumes bytes");

@@ -141,7 +141,7 @@ impl RequestParser {
                     }
                     self.remaining = count;
                     self.pos = next;
-                    self.ranges.reserve(count.min(1024));
+                    self.ranges.reserve(count.min(16));
                 } else {
                     match self.parse_inline(buf, args)? {
                         Some(true) => return Ok(true),
@@ -170,9 +170,9 @@ impl RequestParser {
                     return Err(ParseError::TooBigRequest);
                 }
                 if buf.len() < end + 2 {
-                    // Reserve once for the whole bulk so a large value arrives without
-                    // repeated reallocation; the size was checked against the limits above.
-                    buf.reserve(end + 2 - buf.len());
+                    // Nothing is reserved for the declared length: the buffer grows with the
+                    // bytes that arrive (issue 13: 2,000 connections that each declared a
+                    // 1 MB bulk and sent nothing more took 1 MB each).
                     return Ok(false);
                 }
                 if &buf[end..end + 2] != b"\r\n" {

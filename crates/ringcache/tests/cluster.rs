@@ -41,6 +41,16 @@ impl Node {
         node
     }
 
+    /// The node's log (stderr), appended across restarts; checked for panics on drop.
+    fn log(&self) -> std::fs::File {
+        std::fs::create_dir_all(&self.dir).expect("node dir");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .expect("node log")
+    }
+
     fn start(&mut self) {
         let child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
             .arg("server")
@@ -58,7 +68,7 @@ impl Node {
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log())
             .spawn()
             .expect("spawn ringcache");
         self.child = Some(child);
@@ -135,6 +145,15 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        if !std::thread::panicking() {
+            let panics = testkit::node::panics_in_log(&self.dir.join("node.log"));
+            assert!(
+                panics.is_empty(),
+                "node {} panicked:\n{}",
+                self.port,
+                panics.join("\n")
+            );
+        }
     }
 }
 

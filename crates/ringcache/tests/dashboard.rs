@@ -13,6 +13,8 @@ const ADMIN: u16 = 9400;
 /// The demo's nodes, stopped (SIGINT) when the test ends, however it ends.
 struct Demo {
     pids: Vec<String>,
+    /// The demo's dir, holding every node's log: a panic in one fails the test.
+    dir: PathBuf,
 }
 
 impl Drop for Demo {
@@ -20,6 +22,20 @@ impl Drop for Demo {
         for pid in &self.pids {
             let _ = Command::new("kill").args(["-INT", pid]).status();
         }
+        if std::thread::panicking() {
+            return;
+        }
+        let logs = std::fs::read_dir(&self.dir).into_iter().flatten().flatten();
+        let panics: Vec<String> = logs
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .flat_map(|p| testkit::node::panics_in_log(&p))
+            .collect();
+        assert!(
+            panics.is_empty(),
+            "a demo node panicked:\n{}",
+            panics.join("\n")
+        );
     }
 }
 
@@ -89,7 +105,10 @@ fn the_dashboard_shows_every_node_and_a_killed_one_as_down() {
         .map(str::to_string)
         .collect();
     assert_eq!(pids.len(), 6);
-    let demo = Demo { pids };
+    let demo = Demo {
+        pids,
+        dir: dir.clone(),
+    };
 
     let dom = page();
     assert!(

@@ -11,7 +11,7 @@
 //!                                         its reply bytes (multi-key requests split by owner)
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock, Weak};
@@ -162,6 +162,17 @@ enum Target {
     Down,
     /// This node is the primary but holds no write lease.
     Fenced,
+}
+
+impl Target {
+    /// The RESP error for a target that can't take a request, before anything is sent.
+    fn refusal(&self) -> Option<String> {
+        match self {
+            Target::Down => Some(format!("-{NOT_SERVED}\r\n")),
+            Target::Fenced => Some(format!("-{FENCED}\r\n")),
+            Target::Local | Target::Remote(..) => None,
+        }
+    }
 }
 
 /// The cluster glue between the control plane and the data plane.
@@ -599,6 +610,9 @@ impl Glue {
     ) -> Option<Pending> {
         use memcache::Request as R;
         let routes = self.routes();
+        if let R::FlushAll { noreply, .. } = request {
+            return Some(self.clone().flush_everywhere(&routes, request, *noreply));
+        }
         let keys = memcache_keys(request);
         if keys.is_empty() {
             return None;
@@ -626,8 +640,9 @@ impl Glue {
                 let target = groups.into_keys().next().unwrap_or(Target::Down);
                 return glue.memcache_one(target, &request, replans).await;
             };
-            // A multi-get: one sub-request per owner; VALUE blocks gathered, one END.
-            let mut out = Vec::new();
+            // A multi-get: one sub-request per owner; the hits are gathered and answered in
+            // the order the request named their keys, as memcached does, with one END.
+            let mut replies = Vec::with_capacity(groups.len());
             for (target, keys) in groups {
                 let sub = R::Get {
                     keys,
@@ -638,11 +653,61 @@ impl Glue {
                 if reply.starts_with(b"SERVER_ERROR") {
                     return reply;
                 }
-                out.extend_from_slice(reply.strip_suffix(b"END\r\n").unwrap_or(&reply));
+                replies.push(reply);
             }
-            out.extend_from_slice(b"END\r\n");
-            out
+            gather_values(memcache_keys(&request), &replies).unwrap_or_else(|| {
+                b"SERVER_ERROR forwarding to the key's owner failed\r\n".to_vec()
+            })
         }))
+    }
+
+    /// Runs a memcached `flush_all` (with its delay) on every shard's primary, this node's
+    /// own shard included, so that through any node it empties the whole cache, as through
+    /// mcrouter. The primaries' replicas follow through replication. Answers `OK` once every
+    /// primary has; otherwise a `SERVER_ERROR` naming how many did not (their keys remain).
+    fn flush_everywhere(
+        self: Arc<Self>,
+        routes: &Routes,
+        request: &memcache::Request,
+        noreply: bool,
+    ) -> Pending {
+        let primaries: Vec<(bool, String)> = routes
+            .owners
+            .iter()
+            .map(|o| (o.local_primary, o.primary_bus.clone()))
+            .collect();
+        let text = memcache::invariants::canonical(request);
+        let request = request.clone();
+        Box::pin(async move {
+            let mut failed = 0;
+            for (local, bus) in primaries {
+                let done = if local {
+                    match self.node.upgrade() {
+                        Some(node) => {
+                            let mut out = BytesMut::new();
+                            let now = node.clock.unix_ms();
+                            command::memcached::execute(&node, request.clone(), now, &mut out);
+                            true
+                        }
+                        None => false,
+                    }
+                } else {
+                    let answer = self
+                        .clone()
+                        .forward(bus, false, Proto::Memcache, vec![text.clone()])
+                        .await;
+                    matches!(answer, Ok(ref reply) if noreply || reply == b"OK\r\n")
+                };
+                if !done {
+                    failed += 1;
+                }
+            }
+            match (failed, noreply) {
+                (0, true) => Vec::new(),
+                (0, false) => b"OK\r\n".to_vec(),
+                (n, _) => format!("SERVER_ERROR flush_all failed on {n} shards\r\n").into_bytes(),
+            }
+        })
     }
 
     async fn memcache_one(
@@ -716,6 +781,9 @@ impl Glue {
         always: bool,
     ) -> Option<Pending> {
         let spec = &command::COMMANDS[command::lookup(&args[0])?];
+        // Validate, then route: a command with the wrong arguments runs here, where dispatch
+        // refuses it whole, before anything is split or sent.
+        command::table::check_args(spec, args.len()).ok()?;
         let routes = self.routes();
         let positions: Vec<usize> = command::cluster::key_positions(spec, args.len()).collect();
         let first = *positions.first()?;
@@ -749,6 +817,12 @@ impl Glue {
                 }))
             }
         };
+        // An owner known to be unreachable refuses the whole command before any part is sent,
+        // so the common failure (a shard down or fenced) changes nothing. A part that fails
+        // after others were applied leaves those applied: the reply is that part's error.
+        if let Some(refusal) = targets.iter().find_map(Target::refusal) {
+            return Some(Box::pin(async move { refusal.into_bytes() }));
+        }
         Some(Box::pin(async move {
             let mut replies = Vec::with_capacity(positions.len());
             for (&p, target) in positions.iter().zip(targets) {
@@ -770,8 +844,7 @@ impl Glue {
         replans: u32,
     ) -> Vec<u8> {
         match target {
-            Target::Down => format!("-{NOT_SERVED}\r\n").into_bytes(),
-            Target::Fenced => format!("-{FENCED}\r\n").into_bytes(),
+            Target::Down | Target::Fenced => target.refusal().unwrap_or_default().into_bytes(),
             Target::Local => {
                 let args: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
                 loop {
@@ -862,6 +935,37 @@ fn memcache_keys(request: &memcache::Request) -> Vec<&Bytes> {
         | R::MetaArithmetic { key, .. } => vec![key],
         _ => Vec::new(),
     }
+}
+
+/// Combines the replies of a multi-get's sub-requests into one reply whose hits follow the
+/// order of `keys`; `None` when a reply is not a well-formed run of VALUE blocks and END.
+fn gather_values(keys: Vec<&Bytes>, replies: &[Vec<u8>]) -> Option<Vec<u8>> {
+    let mut blocks: HashMap<&[u8], &[u8]> = HashMap::new();
+    for reply in replies {
+        let mut rest = reply.as_slice();
+        while rest != b"END\r\n" {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+            let mut words = rest[..line_end].split(|&b| b == b' ');
+            let (Some(b"VALUE"), Some(key), Some(_flags), Some(len)) =
+                (words.next(), words.next(), words.next(), words.next())
+            else {
+                return None;
+            };
+            let len: usize = std::str::from_utf8(len).ok()?.parse().ok()?;
+            let end = line_end.checked_add(2 + len + 2)?;
+            let block = rest.get(..end)?;
+            blocks.entry(key).or_insert(block);
+            rest = &rest[end..];
+        }
+    }
+    let mut out = Vec::with_capacity(replies.iter().map(Vec::len).sum::<usize>());
+    for key in keys {
+        if let Some(block) = blocks.get(key.as_ref()) {
+            out.extend_from_slice(block);
+        }
+    }
+    out.extend_from_slice(b"END\r\n");
+    Some(out)
 }
 
 /// Combines the per-key replies of a split multi-key command.

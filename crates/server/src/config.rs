@@ -64,6 +64,18 @@ pub struct ServerArgs {
     /// Largest reply a client may have pending before it is disconnected [default: 64mb].
     #[arg(long, env = "RINGCACHE_CLIENT_OUTPUT_BUFFER_LIMIT")]
     pub client_output_buffer_limit: Option<String>,
+    /// Node-wide budget for all clients' query and output buffers, in bytes (`64mb`) or as a
+    /// share of maxmemory (`5%`); over it, the clients with the largest buffers are
+    /// disconnected first; 0 = no budget [default: 5% of maxmemory, at least 32mb; 1gb when
+    /// maxmemory is unlimited].
+    #[arg(long, env = "RINGCACHE_MAXMEMORY_CLIENTS")]
+    pub maxmemory_clients: Option<String>,
+    /// Length of the listen queue of pending connections [default: 511].
+    #[arg(long, env = "RINGCACHE_TCP_BACKLOG")]
+    pub tcp_backlog: Option<u32>,
+    /// Seconds of silence before TCP keepalive probes a client; 0 = off [default: 300].
+    #[arg(long, env = "RINGCACHE_TCP_KEEPALIVE")]
+    pub tcp_keepalive: Option<u64>,
     /// Disconnect a client whose socket accepts no reply bytes for this many seconds
     /// [default: 30].
     #[arg(long, env = "RINGCACHE_CLIENT_WRITE_TIMEOUT")]
@@ -138,6 +150,12 @@ pub struct Config {
     pub client_output_limit_bytes: usize,
     /// Seconds a blocked write may last.
     pub client_write_timeout_secs: u64,
+    /// Node-wide budget for client buffers; 0 = none.
+    pub max_client_memory_bytes: usize,
+    /// Listen queue length.
+    pub tcp_backlog: u32,
+    /// Keepalive idle time in seconds; 0 = off.
+    pub tcp_keepalive_secs: u64,
     /// Store shards.
     pub shards: usize,
     /// Worker threads.
@@ -184,6 +202,34 @@ fn size(value: Option<&String>, name: &str, default: usize) -> anyhow::Result<us
     }
 }
 
+/// The floor of the default client buffer budget: room for a few hundred 1 MB values in
+/// flight even on a node with a small maxmemory.
+pub const MIN_CLIENT_MEMORY_BYTES: usize = 32 << 20;
+
+/// Resolves `maxmemory-clients`: bytes, or a percentage of `max_memory_bytes` (as Redis 7);
+/// unset means 5% of maxmemory with [`MIN_CLIENT_MEMORY_BYTES`] as the floor, or 1 GiB when
+/// maxmemory is unlimited.
+pub fn client_memory_budget(value: Option<&str>, max_memory_bytes: usize) -> anyhow::Result<usize> {
+    match value.map(str::trim) {
+        None if max_memory_bytes == 0 => Ok(1 << 30),
+        None => Ok((max_memory_bytes / 20).max(MIN_CLIENT_MEMORY_BYTES)),
+        Some(text) => match text.strip_suffix('%') {
+            Some(percent) => {
+                let percent: usize = percent
+                    .parse()
+                    .ok()
+                    .filter(|p| (1..=100).contains(p))
+                    .with_context(|| format!("invalid maxmemory-clients {text:?} (1% to 100%)"))?;
+                if max_memory_bytes == 0 {
+                    bail!("maxmemory-clients as a percentage needs a maxmemory");
+                }
+                Ok(max_memory_bytes / 100 * percent)
+            }
+            None => size(Some(&text.to_owned()), "maxmemory-clients", 0),
+        },
+    }
+}
+
 impl Config {
     /// Merges flags (and environment, which clap already folded into them) over the file
     /// named by `--config`, then defaults, and validates the result.
@@ -215,6 +261,7 @@ impl Config {
         let policy = EvictionPolicy::from_name(&policy_name).with_context(|| {
             format!("unknown maxmemory-policy {policy_name:?} (allkeys-lru, noeviction)")
         })?;
+        let max_memory_bytes = size(pick!(maxmemory).as_ref(), "maxmemory", 1 << 30)?;
         let repl_backlog_bytes = size(
             pick!(repl_backlog_size).as_ref(),
             "repl-backlog-size",
@@ -235,7 +282,7 @@ impl Config {
             } else {
                 Some(pick!(admin_port).unwrap_or(9100))
             },
-            max_memory_bytes: size(pick!(maxmemory).as_ref(), "maxmemory", 1 << 30)?,
+            max_memory_bytes,
             policy,
             max_value_bytes,
             max_clients: pick!(maxclients).unwrap_or(10_000),
@@ -256,6 +303,12 @@ impl Config {
                 64 << 20,
             )?,
             client_write_timeout_secs: pick!(client_write_timeout).unwrap_or(30),
+            max_client_memory_bytes: client_memory_budget(
+                pick!(maxmemory_clients).as_deref(),
+                max_memory_bytes,
+            )?,
+            tcp_backlog: pick!(tcp_backlog).unwrap_or(511).max(1),
+            tcp_keepalive_secs: pick!(tcp_keepalive).unwrap_or(300),
             shards: pick!(shards).unwrap_or((cores * 8).max(16)),
             threads: pick!(threads).unwrap_or(cores).max(1),
             log: pick!(log).unwrap_or_else(|| "info".to_owned()),
@@ -286,6 +339,31 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_memory_budget_defaults_to_a_share_of_maxmemory_with_a_floor() {
+        assert_eq!(
+            client_memory_budget(None, 1 << 30).ok(),
+            Some((1 << 30) / 20)
+        );
+        assert_eq!(
+            client_memory_budget(None, 64 << 20).ok(),
+            Some(MIN_CLIENT_MEMORY_BYTES)
+        );
+        assert_eq!(client_memory_budget(None, 0).ok(), Some(1 << 30));
+        assert_eq!(
+            client_memory_budget(Some("10%"), 1000 << 20).ok(),
+            Some(100 << 20)
+        );
+        assert_eq!(
+            client_memory_budget(Some("16mb"), 1 << 30).ok(),
+            Some(16 << 20)
+        );
+        assert_eq!(client_memory_budget(Some("0"), 1 << 30).ok(), Some(0));
+        assert!(client_memory_budget(Some("0%"), 1 << 30).is_err());
+        assert!(client_memory_budget(Some("5%"), 0).is_err());
+        assert!(client_memory_budget(Some("lots"), 1 << 30).is_err());
+    }
 
     #[test]
     fn defaults_are_safe() {

@@ -52,6 +52,8 @@ pub enum Close {
     ProtocolError,
     /// Didn't read its replies in time, or one reply exceeded the output limit.
     OutputLimit,
+    /// Disconnected to bring all clients' buffers back under `maxmemory-clients`.
+    Evicted,
     /// The server is shutting down.
     Shutdown,
     /// A socket error.
@@ -81,6 +83,9 @@ pub trait Protocol: Send {
 
     /// Parses and runs the next complete request in `input`, appending its reply to `output`.
     fn step(&mut self, node: &Node, input: &mut BytesMut, output: &mut BytesMut) -> Step;
+
+    /// The connection's entry in the node's client registry.
+    fn client(&self) -> &Arc<ClientInfo>;
 }
 
 /// The RESP protocol: one [`Session`] and its parser.
@@ -138,6 +143,10 @@ fn resp_limits(node: &Node) -> Limits {
 }
 
 impl Protocol for Resp {
+    fn client(&self) -> &Arc<ClientInfo> {
+        &self.session.info
+    }
+
     fn refresh(&mut self, node: &Node) {
         self.session.info.mark_active();
         self.parser.set_limits(resp_limits(node));
@@ -221,6 +230,10 @@ fn memcache_limits(node: &Node) -> memcache::Limits {
 }
 
 impl Protocol for Memcache {
+    fn client(&self) -> &Arc<ClientInfo> {
+        &self.info
+    }
+
     fn refresh(&mut self, node: &Node) {
         self.info.mark_active();
         self.parser.set_limits(memcache_limits(node));
@@ -280,26 +293,53 @@ impl Protocol for Memcache {
 /// Serves one connection with `protocol` until it closes; returns why.
 pub async fn serve(
     node: Arc<Node>,
+    stream: TcpStream,
+    protocol: impl Protocol,
+    write_timeout: Duration,
+    shutdown: CancellationToken,
+) -> Close {
+    let client = protocol.client().clone();
+    let close = serve_until_closed(&node, stream, protocol, write_timeout, shutdown).await;
+    node.account_client_buffers(&client, 0);
+    if close == Close::Evicted {
+        tracing::info!(client = client.id, "client evicted for maxmemory-clients");
+    }
+    close
+}
+
+/// Reports the connection's buffers to the node-wide client budget. Buffers count while
+/// they hold a partial request or unsent replies; between requests the connection keeps one
+/// read chunk uncounted (and anything larger only until it has been quiet for
+/// [`SHRINK_AFTER_IDLE`]), so idle clients never crowd out the ones that hold data.
+fn account(node: &Node, client: &ClientInfo, input: &BytesMut, output: &BytesMut) {
+    let bytes = if input.is_empty() && output.is_empty() {
+        0
+    } else {
+        input.capacity() + output.capacity()
+    };
+    if bytes != client.buffer_bytes.load(Relaxed) {
+        node.account_client_buffers(client, bytes);
+    }
+}
+
+async fn serve_until_closed(
+    node: &Arc<Node>,
     mut stream: TcpStream,
     mut protocol: impl Protocol,
     write_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Close {
     let _ = stream.set_nodelay(true);
+    let client = protocol.client().clone();
+    let node = node.clone();
     let mut input = BytesMut::new();
     let mut output = BytesMut::new();
     loop {
         let idle_secs = node.settings.idle_timeout_secs.load(Relaxed);
         // Buffers a large request or reply needed are kept while the client is busy (a client
         // writing 1 MB values reuses them) and given back once it pauses.
-        if input.capacity() > KEEP_BUFFER_BYTES || output.capacity() > KEEP_BUFFER_BYTES {
-            if let Ok(Ok(())) = tokio::time::timeout(SHRINK_AFTER_IDLE, stream.readable()).await {
-                // Readable within the pause: go on reading with the buffers as they are.
-            } else if input.is_empty() {
-                input = BytesMut::new();
-                output = BytesMut::new();
-            }
-        }
+        let holding_big =
+            input.capacity() > KEEP_BUFFER_BYTES || output.capacity() > KEEP_BUFFER_BYTES;
         let readable = async {
             if idle_secs == 0 {
                 Ok(stream.readable().await)
@@ -310,11 +350,23 @@ pub async fn serve(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Close::Shutdown,
+            _ = client.kill.cancelled() => return Close::Evicted,
             ready = readable => match ready {
                 Err(_elapsed) => return Close::Idle,
                 Ok(Err(_)) => return Close::Io,
                 Ok(Ok(())) => {}
             },
+            _ = tokio::time::sleep(SHRINK_AFTER_IDLE), if holding_big => {
+                // Quiet: keep only what a partial request needs (the output is flushed).
+                input = if input.is_empty() {
+                    BytesMut::new()
+                } else {
+                    BytesMut::from(&input[..])
+                };
+                output = BytesMut::new();
+                account(&node, &client, &input, &output);
+                continue;
+            }
         }
         if input.capacity() - input.len() < READ_CHUNK_BYTES / 4 {
             input.reserve(READ_CHUNK_BYTES);
@@ -323,6 +375,7 @@ pub async fn serve(
             Ok(0) => return Close::Client,
             Ok(n) => {
                 node.stats.net_input_bytes.fetch_add(n as u64, Relaxed);
+                account(&node, &client, &input, &output);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(_) => return Close::Io,
@@ -341,8 +394,15 @@ pub async fn serve(
                         return Close::OutputLimit;
                     }
                     if output.len() >= FLUSH_AT_BYTES {
-                        if let Err(close) =
-                            flush(&node, &mut stream, &mut output, write_timeout).await
+                        if let Err(close) = flush(
+                            &node,
+                            &client,
+                            &mut stream,
+                            &input,
+                            &mut output,
+                            write_timeout,
+                        )
+                        .await
                         {
                             return close;
                         }
@@ -352,8 +412,15 @@ pub async fn serve(
                     let reply = pending.await;
                     output.extend_from_slice(&reply);
                     if output.len() >= FLUSH_AT_BYTES {
-                        if let Err(close) =
-                            flush(&node, &mut stream, &mut output, write_timeout).await
+                        if let Err(close) = flush(
+                            &node,
+                            &client,
+                            &mut stream,
+                            &input,
+                            &mut output,
+                            write_timeout,
+                        )
+                        .await
                         {
                             return close;
                         }
@@ -361,14 +428,22 @@ pub async fn serve(
                 }
                 Step::Hold(until_resumed) => {
                     if !output.is_empty() {
-                        if let Err(close) =
-                            flush(&node, &mut stream, &mut output, write_timeout).await
+                        if let Err(close) = flush(
+                            &node,
+                            &client,
+                            &mut stream,
+                            &input,
+                            &mut output,
+                            write_timeout,
+                        )
+                        .await
                         {
                             return close;
                         }
                     }
                     tokio::select! {
                         _ = shutdown.cancelled() => return Close::Shutdown,
+                        _ = client.kill.cancelled() => return Close::Evicted,
                         _ = until_resumed => {}
                     }
                 }
@@ -377,10 +452,20 @@ pub async fn serve(
             }
         };
         if !output.is_empty() {
-            if let Err(close) = flush(&node, &mut stream, &mut output, write_timeout).await {
+            if let Err(close) = flush(
+                &node,
+                &client,
+                &mut stream,
+                &input,
+                &mut output,
+                write_timeout,
+            )
+            .await
+            {
                 return close;
             }
         }
+        account(&node, &client, &input, &output);
         if let Some(close) = closing {
             let _ = stream.shutdown().await;
             return close;
@@ -414,14 +499,23 @@ fn read_drained(stream: &TcpStream, input: &mut BytesMut) -> std::io::Result<usi
     }
 }
 
+/// Writes `output` out (reporting it to the client budget first, as it may have grown), or
+/// gives up when the client reads nothing for `write_timeout` or is evicted.
 async fn flush(
     node: &Node,
+    client: &ClientInfo,
     stream: &mut TcpStream,
+    input: &BytesMut,
     output: &mut BytesMut,
     write_timeout: Duration,
 ) -> Result<(), Close> {
     let n = output.len();
-    match tokio::time::timeout(write_timeout, stream.write_all(output)).await {
+    account(node, client, input, output);
+    let written = tokio::select! {
+        _ = client.kill.cancelled() => return Err(Close::Evicted),
+        written = tokio::time::timeout(write_timeout, stream.write_all(output)) => written,
+    };
+    match written {
         Ok(Ok(())) => {
             node.stats.net_output_bytes.fetch_add(n as u64, Relaxed);
             output.clear();

@@ -33,6 +33,7 @@ pub mod dashboard;
 pub mod lag;
 pub mod metrics;
 pub mod migration;
+pub mod panics;
 pub mod pause;
 pub mod replication;
 
@@ -134,6 +135,7 @@ fn build_node(config: &Config, port: u16, memcache_port: u16) -> Node {
         proto_max_bulk_len: AtomicUsize::new(config.proto_max_bulk_len),
         max_request_bytes: AtomicUsize::new(config.max_request_bytes),
         client_output_limit_bytes: AtomicUsize::new(config.client_output_limit_bytes),
+        max_client_memory_bytes: AtomicUsize::new(config.max_client_memory_bytes),
     };
     let identity = NodeIdentity {
         bind: config.bind.to_string(),
@@ -145,19 +147,76 @@ fn build_node(config: &Config, port: u16, memcache_port: u16) -> Node {
     Node::new(store, settings, identity)
 }
 
+/// Binds a client listener with `tcp-backlog` as its queue of pending connections (tokio's
+/// own bind uses 1024 and Rust's standard library 128; a storm of connects beyond the queue
+/// waits for SYN retries, a second or more each). The kernel caps the queue at
+/// `net.core.somaxconn`.
+fn bind_client_listener(config: &Config, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    let addr = SocketAddr::new(config.bind, port);
+    let bind = || -> std::io::Result<TcpListener> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(i32::try_from(config.tcp_backlog).unwrap_or(i32::MAX))?;
+        TcpListener::from_std(socket.into())
+    };
+    bind().with_context(|| format!("binding {what} listener on {addr}"))
+}
+
+/// Raises the soft limit on open files to fit `maxclients` plus a reserve for the node's own
+/// files and cluster connections (as Redis does at start), up to the hard limit. Where the
+/// hard limit is lower, lowers maxclients to what fits and says so. Returns the maxclients in
+/// force.
+pub fn fit_open_files(max_clients: usize) -> usize {
+    /// Files the node needs besides clients: listeners, logs, the bus, Raft, admin HTTP.
+    const RESERVE: u64 = 64;
+    let wanted = max_clients as u64 + RESERVE;
+    let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() else {
+        return max_clients;
+    };
+    if soft >= wanted {
+        return max_clients;
+    }
+    let target = wanted.min(hard);
+    match rlimit::Resource::NOFILE.set(target, hard) {
+        Ok(()) if target >= wanted => {
+            tracing::info!(
+                from = soft,
+                to = target,
+                "raised the open files limit for maxclients"
+            );
+            max_clients
+        }
+        result => {
+            let have = if result.is_ok() { target } else { soft };
+            let fit = have.saturating_sub(RESERVE).max(1) as usize;
+            tracing::warn!(
+                maxclients = max_clients,
+                open_files_limit = have,
+                lowered_to = fit,
+                "the open files limit can't fit maxclients; lowering maxclients \
+                 (raise the hard limit, e.g. ulimit -n or LimitNOFILE=)"
+            );
+            fit
+        }
+    }
+}
+
 /// Binds the listeners and starts every task of a node on the current runtime.
-pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
-    let listener = TcpListener::bind((config.bind, config.port))
-        .await
-        .with_context(|| format!("binding RESP listener on {}:{}", config.bind, config.port))?;
+pub async fn start(mut config: Config) -> anyhow::Result<RunningServer> {
+    panics::install();
+    config.max_clients = fit_open_files(config.max_clients);
+    let listener = bind_client_listener(&config, config.port, "RESP")?;
     let resp_addr = listener.local_addr()?;
-    let memcache_listener =
-        match config.memcache_port {
-            Some(port) => Some(TcpListener::bind((config.bind, port)).await.with_context(
-                || format!("binding memcached listener on {}:{port}", config.bind),
-            )?),
-            None => None,
-        };
+    let memcache_listener = match config.memcache_port {
+        Some(port) => Some(bind_client_listener(&config, port, "memcached")?),
+        None => None,
+    };
     let memcache_addr = memcache_listener
         .as_ref()
         .map(TcpListener::local_addr)
@@ -231,12 +290,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         }
         None => None,
     };
+    let keepalive = (config.tcp_keepalive_secs > 0).then(|| {
+        let idle = Duration::from_secs(config.tcp_keepalive_secs);
+        // As Redis: probe every idle/3, give up after 3 unanswered probes.
+        socket2::TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval((idle / 3).max(Duration::from_secs(1)))
+            .with_retries(3)
+    });
     for (listener, wire) in listeners {
         tracker.spawn(accept_loop(
             listener,
             wire,
             node.clone(),
             glue.clone(),
+            keepalive.clone(),
             write_timeout,
             shutdown.clone(),
             tracker.clone(),
@@ -266,13 +334,10 @@ async fn start_cluster(
     admin_addr: Option<SocketAddr>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(Arc<cluster::Glue>, Option<TcpListener>)> {
-    let forward =
-        match cc.forward_port {
-            Some(port) => Some(TcpListener::bind((config.bind, port)).await.with_context(
-                || format!("binding forwarding listener on {}:{port}", config.bind),
-            )?),
-            None => None,
-        };
+    let forward = match cc.forward_port {
+        Some(port) => Some(bind_client_listener(config, port, "forwarding")?),
+        None => None,
+    };
     let bus_port = match cc.bus_port {
         Some(p) => p,
         None => resp_addr
@@ -353,6 +418,7 @@ async fn accept_loop(
     wire: Wire,
     node: Arc<Node>,
     glue: Option<Arc<cluster::Glue>>,
+    keepalive: Option<socket2::TcpKeepalive>,
     write_timeout: Duration,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -371,6 +437,11 @@ async fn accept_loop(
                 continue;
             }
         };
+        if let Some(keepalive) = &keepalive {
+            // A client that vanished without a FIN (a crashed host, a dropped NAT entry) is
+            // found and closed instead of holding its slot under maxclients forever.
+            let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(keepalive);
+        }
         let local = stream.local_addr().unwrap_or(peer);
         let Some(info) = node.register_client(peer, local) else {
             tracker.spawn(async move {

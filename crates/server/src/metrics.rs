@@ -121,6 +121,24 @@ impl Collector for NodeCollector {
             "Clients closed for not reading replies or exceeding the output limit.",
             s.output_limit_disconnections.load(Relaxed),
         )?;
+        gauge(
+            &mut e,
+            "ringcache_client_buffer_bytes",
+            "Bytes held by all clients' query and output buffers (against maxmemory-clients).",
+            s.client_buffer_bytes.load(Relaxed) as i64,
+        )?;
+        counter(
+            &mut e,
+            "ringcache_clients_evicted",
+            "Clients disconnected, largest buffers first, to bring all clients' buffers under maxmemory-clients.",
+            s.clients_evicted.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "ringcache_panics",
+            "Panics caught in this process (each is a bug: the request or task that hit it was lost).",
+            crate::panics::count(),
+        )?;
         counter(
             &mut e,
             "ringcache_protocol_errors",

@@ -205,7 +205,31 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        // A panic in a node is a bug, whatever the test checked: fail the test that caused
+        // it (unless it is failing already).
+        if !std::thread::panicking() {
+            let panics = panics_in_log(&self.dir.join("node.log"));
+            assert!(
+                panics.is_empty(),
+                "node {} panicked:\n{}",
+                self.addr(),
+                panics.join("\n")
+            );
+        }
     }
+}
+
+/// The lines of a node's log that report a panic (the standard hook's `panicked at`), each
+/// with the line after it (the message).
+pub fn panics_in_log(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("panicked at"))
+        .map(|(i, l)| format!("{l}\n{}", lines.get(i + 1).unwrap_or(&"")))
+        .collect()
 }
 
 fn fields(text: &str) -> BTreeMap<String, String> {
@@ -492,8 +516,21 @@ impl Drop for Cluster {
         for n in &mut self.nodes {
             n.kill();
         }
-        // Keep the nodes' logs after a failed test, or when asked to.
-        if !std::thread::panicking() && std::env::var_os("RINGCACHE_KEEP_FILES").is_none() {
+        if std::thread::panicking() {
+            return; // keep the nodes' logs of a failed test
+        }
+        let panics: Vec<String> = self
+            .nodes
+            .iter()
+            .flat_map(|n| panics_in_log(&n.dir.join("node.log")))
+            .collect();
+        assert!(
+            panics.is_empty(),
+            "a node panicked (logs kept in {}):\n{}",
+            self.root.display(),
+            panics.join("\n")
+        );
+        if std::env::var_os("RINGCACHE_KEEP_FILES").is_none() {
             let _ = std::fs::remove_dir_all(&self.root);
         }
     }

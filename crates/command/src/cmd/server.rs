@@ -287,7 +287,18 @@ fn section_fields(node: &Node, section: &str) -> (&'static str, Vec<(String, Str
                     f("maxmemory_human", human_bytes(config.max_memory_bytes)),
                     f("maxmemory_policy", config.policy.name().to_owned()),
                     f("max_value_bytes", config.max_value_bytes.to_string()),
-                    f("mem_allocator", "libc".to_owned()),
+                    f(
+                        "mem_clients_normal",
+                        node.stats.client_buffer_bytes.load(Relaxed).to_string(),
+                    ),
+                    f(
+                        "maxmemory_clients",
+                        node.settings
+                            .max_client_memory_bytes
+                            .load(Relaxed)
+                            .to_string(),
+                    ),
+                    f("mem_allocator", "mimalloc".to_owned()),
                 ],
             )
         }
@@ -318,7 +329,11 @@ fn section_fields(node: &Node, section: &str) -> (&'static str, Vec<(String, Str
                     f("rejected_connections", load(&s.rejected_connections)),
                     f("expired_keys", stats.expired.to_string()),
                     f("evicted_keys", stats.evicted.to_string()),
-                    f("evicted_clients", load(&s.output_limit_disconnections)),
+                    f("evicted_clients", load(&s.clients_evicted)),
+                    f(
+                        "client_output_limit_disconnections",
+                        load(&s.output_limit_disconnections),
+                    ),
                     f("keyspace_hits", stats.hits.to_string()),
                     f("keyspace_misses", stats.misses.to_string()),
                     f("total_error_replies", errors.to_string()),
@@ -437,6 +452,10 @@ fn config_values(node: &Node) -> Vec<(&'static str, String)> {
                 "normal {0} {0} 0 replica 0 0 0 pubsub 0 0 0",
                 s.client_output_limit_bytes.load(Relaxed)
             ),
+        ),
+        (
+            "maxmemory-clients",
+            s.max_client_memory_bytes.load(Relaxed).to_string(),
         ),
         ("port", node.identity.port.to_string()),
         ("bind", node.identity.bind.clone()),
@@ -559,6 +578,9 @@ fn config_set(node: &Node, pairs: &[Bytes]) -> Reply {
             "maxclients" => {
                 ranged(1, u32::MAX.into()).map(|n| settings.push((&s.max_clients, n as usize)))
             }
+            // Bytes; a percentage of maxmemory as Redis 7 also takes is left to the command
+            // line and the config file.
+            "maxmemory-clients" => memory().map(|n| settings.push((&s.max_client_memory_bytes, n))),
             "timeout" => ranged(0, i32::MAX.into()).map(|n| idle_timeout_secs = Some(n as u64)),
             "maxmemory-policy" => match EvictionPolicy::from_name(&value) {
                 Some(p) => {
