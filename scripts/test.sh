@@ -49,9 +49,11 @@ RINGCACHE_BIN=target/debug/ringcache ./scripts/compat.sh
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
-for crate in resp memcache; do
-  step "fuzz: $crate request parser (${FUZZ_SECONDS}s)"
-  (cd "crates/$crate/fuzz" && cargo fuzz run --sanitizer none --release parse_request -- \
+for target in resp:parse_request memcache:parse_request command:execute; do
+  crate="${target%%:*}"
+  name="${target#*:}"
+  step "fuzz: $crate $name (${FUZZ_SECONDS}s)"
+  (cd "crates/$crate/fuzz" && cargo fuzz run --sanitizer none --release "$name" -- \
     -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 6)
 done
 

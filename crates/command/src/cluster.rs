@@ -114,6 +114,32 @@ pub fn key_positions(spec: &CommandSpec, argc: usize) -> impl Iterator<Item = us
     range.step_by(step)
 }
 
+/// Splits a multi-key command whose keys hash to several slots into one single-key command
+/// per key, in key order, as the forwarding port sends them to the keys' owners: `MGET` into
+/// `GET`s, `MSET` into `SET`s, `DEL`/`UNLINK`/`EXISTS`/`TOUCH` into one of each per key.
+/// `None` for a command that can't be split (the caller answers `-CROSSSLOT`).
+///
+/// The arguments must have passed [`crate::table::check_args`]; every part then passes it too.
+pub fn split_per_key(spec: &CommandSpec, args: &[Bytes]) -> Option<Vec<Vec<Bytes>>> {
+    let part = |p: usize| -> Vec<Bytes> {
+        match spec.name {
+            "mget" => vec![Bytes::from_static(b"GET"), args[p].clone()],
+            "mset" => vec![
+                Bytes::from_static(b"SET"),
+                args[p].clone(),
+                args[p + 1].clone(),
+            ],
+            _ => vec![args[0].clone(), args[p].clone()],
+        }
+    };
+    match spec.name {
+        "mget" | "mset" | "del" | "unlink" | "exists" | "touch" => {
+            Some(key_positions(spec, args.len()).map(part).collect())
+        }
+        _ => None,
+    }
+}
+
 /// Routes a keyed command: `None` to run it here, or the error reply (`-CROSSSLOT`,
 /// `-MOVED`, `-CLUSTERDOWN`) that Redis Cluster would send.
 pub fn check(

@@ -27,6 +27,7 @@ pub mod cluster;
 mod cmd;
 pub mod errors;
 pub mod glob;
+pub mod invariants;
 pub mod memcached;
 pub mod node;
 pub mod table;

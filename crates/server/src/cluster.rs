@@ -29,9 +29,6 @@ use crate::migration::Migrations;
 use crate::pause::{memcache_writes, resp_writes, WritePause};
 use crate::replication::{Backlog, ReplicaLink};
 
-/// Builds the single-key command for the key at a position of a split multi-key command.
-type SplitFn = fn(&[Vec<u8>], usize) -> Vec<Vec<u8>>;
-
 /// A bus answer computed asynchronously.
 type BusAnswer = BusAnswerOf<Response>;
 
@@ -799,23 +796,18 @@ impl Glue {
         let slots_differ = positions
             .iter()
             .any(|&p| store::key_slot(&args[p]) != store::key_slot(&args[first]));
-        let args: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
         if !slots_differ {
             let target = targets[0].clone();
+            let args: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
             return Some(Box::pin(async move {
                 glue.resp_one(target, version, args, replans).await
             }));
         }
         let name = spec.name;
-        let split: SplitFn = match name {
-            "mget" => |a, p| vec![b"GET".to_vec(), a[p].clone()],
-            "del" | "unlink" | "exists" | "touch" => |a, p| vec![a[0].clone(), a[p].clone()],
-            "mset" => |a, p| vec![b"SET".to_vec(), a[p].clone(), a[p + 1].clone()],
-            _ => {
-                return Some(Box::pin(async {
-                    b"-CROSSSLOT Keys in request don't hash to the same slot\r\n".to_vec()
-                }))
-            }
+        let Some(parts) = command::cluster::split_per_key(spec, args) else {
+            return Some(Box::pin(async {
+                b"-CROSSSLOT Keys in request don't hash to the same slot\r\n".to_vec()
+            }));
         };
         // An owner known to be unreachable refuses the whole command before any part is sent,
         // so the common failure (a shard down or fenced) changes nothing. A part that fails
@@ -824,13 +816,10 @@ impl Glue {
             return Some(Box::pin(async move { refusal.into_bytes() }));
         }
         Some(Box::pin(async move {
-            let mut replies = Vec::with_capacity(positions.len());
-            for (&p, target) in positions.iter().zip(targets) {
-                replies.push(
-                    glue.clone()
-                        .resp_one(target, version, split(&args, p), replans)
-                        .await,
-                );
+            let mut replies = Vec::with_capacity(parts.len());
+            for (part, target) in parts.into_iter().zip(targets) {
+                let part = part.into_iter().map(|a| a.to_vec()).collect();
+                replies.push(glue.clone().resp_one(target, version, part, replans).await);
             }
             gather(name, replies)
         }))
