@@ -27,7 +27,7 @@ const PRESENT: [(&[u8], &[u8]); 4] = [
     (b"k3", b"3.5"),
 ];
 
-/// A node with a small store holding [`PRESENT`].
+/// A node with a small store holding the keys `k0`..`k3`.
 pub fn node() -> Node {
     let store = Store::new(StoreConfig {
         shards: 2,
