@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compatibility tests, in three parts:
+# Compatibility tests, in four parts:
 #  - Redis: tests/compat/diff_vs_redis.py compares ringcache's RESP replies with a real
 #    redis-server's (deliberate differences are listed in tests/compat/known_differences.toml),
 #    then checks ringcache through the redis-py client;
@@ -7,7 +7,15 @@
 #    port with a real memcached's (deliberate differences: tests/compat/
 #    known_differences_memcached.toml), then checks ringcache through the pymemcache client;
 #  - cluster: tests/compat/cluster_clients.py drives a `ringcache demo` cluster with redis-cli -c,
-#    redis-benchmark --cluster, redis-py's RedisCluster, pymemcache and the forwarding port.
+#    redis-benchmark --cluster, redis-py's RedisCluster, pymemcache and the forwarding port;
+#  - random: tests/compat/diff_random.py sends seeded random command sequences (good and bad
+#    input) to ringcache and to the reference and compares every reply and the final data:
+#    a standalone node vs redis-server, the demo's cluster ports vs a cluster-mode
+#    redis-server (which it starts), the demo's forwarding ports vs redis-server, and the
+#    memcached ports of the standalone node and of the demo nodes vs memcached (deliberate
+#    differences: tests/compat/known_differences_random.toml). A failure prints the seed and
+#    the sequence; RANDOM_COMPAT_ARGS (split at spaces) goes to it, e.g. "--seed 42" to
+#    replay a run or "--long" for 2,000 sequences per entry point.
 #
 #   RINGCACHE_BIN=target/release/ringcache scripts/compat.sh [diff_vs_redis.py options]
 #
@@ -16,7 +24,7 @@
 # pymemcache Python packages with pip when they are missing. Every server runs on free local
 # ports (the memcached part on a ringcache node of its own) and is stopped on exit.
 # Options go to diff_vs_redis.py; MEMCACHED_COMPAT_ARGS (split at spaces) to
-# diff_vs_memcached.py.
+# diff_vs_memcached.py; RANDOM_COMPAT_ARGS (split at spaces) to diff_random.py.
 # The last line of the output is `N passed, M failed`, summed over the parts.
 # Exit status: 0 = compatible, 1 = unexpected differences, 2 = could not run (the larger of
 # the parts').
@@ -87,6 +95,7 @@ REDIS_PID=""
 RC_PID=""
 MC_PID=""
 RC_MC_PID=""
+DEMO_PIDS=""
 cleanup() {
   local pid
   for pid in "$RC_PID" "$REDIS_PID" "$RC_MC_PID" "$MC_PID"; do
@@ -95,6 +104,9 @@ cleanup() {
       wait "$pid" 2>/dev/null || true
     fi
   done
+  # the demo's nodes, when a part was interrupted while they ran (DEMO_PIDS is "-INT <pids>")
+  # shellcheck disable=SC2086  # one pid per word
+  if [[ -n "$DEMO_PIDS" ]]; then kill $DEMO_PIDS 2>/dev/null || true; fi
   rm -rf "$WORK"
   if [[ -n "$PYDEPS" ]]; then rm -rf "$PYDEPS"; fi
 }
@@ -226,17 +238,58 @@ if "$RINGCACHE_BIN" demo --detach --dir "$WORK/demo" --base-port "$DEMO_BASE"   
   run_test "$WORK/cluster.out" python3 "$ROOT/tests/compat/cluster_clients.py" --port "$DEMO_BASE" \
     --memcache-port $((DEMO_BASE + 100)) --forward-port $((DEMO_BASE + 200)) --nodes 6
   demo_status=$run_status
-  # shellcheck disable=SC2086  # one pid per word
-  kill $DEMO_PIDS 2>/dev/null || true
   tally "$WORK/cluster.out" 0
+  RANDOM_DEMO_ARGS=(--demo-base-port "$DEMO_BASE" --demo-memcache-base-port $((DEMO_BASE + 100))
+    --demo-forward-base-port $((DEMO_BASE + 200)) --demo-nodes 6)
 else
   echo "compat: ringcache demo did not start:" >&2
   cat "$WORK/demo.out" >&2
   demo_status=2
   failed=$((failed + 1))
+  DEMO_PIDS=""
+  RANDOM_DEMO_ARGS=(--entry standalone,memcached)
 fi
 combine "$demo_status"
 
-step "summary: redis part exit $redis_status, memcached part exit $mc_status, cluster part exit $demo_status"
+# Random sequences, compared with the reference servers: the standalone node of the memcached
+# part (RESP and memcached ports), the demo (cluster, forwarding and memcached ports), and a
+# cluster-mode redis-server that diff_random.py starts itself.
+step "diff_random.py"
+# shellcheck disable=SC2086  # RANDOM_COMPAT_ARGS is split at spaces on purpose
+run_test "$WORK/random.out" python3 "$ROOT/tests/compat/diff_random.py" \
+  --redis-port "$REDIS_PORT" --memcached-port "$MC_PORT" \
+  --rc-port "$RC_MC_RESP_PORT" --rc-mc-port "$RC_MC_PORT" "${RANDOM_DEMO_ARGS[@]}" ${RANDOM_COMPAT_ARGS:-}
+random_status=$run_status
+died=0
+if ! kill -0 "$RC_MC_PID" 2>/dev/null; then
+  echo "compat: ringcache (standalone node) exited during the random part; its log:" >&2
+  tail -n 30 "$WORK/ringcache-mc.log" >&2 || true
+  [[ $random_status -ne 0 ]] || random_status=1
+  died=1
+fi
+for pid in $DEMO_PIDS; do
+  if [[ "$pid" =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null; then
+    echo "compat: a demo node (pid $pid) exited during the tests; the logs are in $WORK/demo" >&2
+    [[ $random_status -ne 0 ]] || random_status=1
+    died=1
+    break
+  fi
+done
+combine "$random_status"
+tally "$WORK/random.out" "$died"
+# shellcheck disable=SC2086  # one pid per word
+[[ -z "$DEMO_PIDS" ]] || kill $DEMO_PIDS 2>/dev/null || true
+DEMO_PIDS=""
+
+# A panic in any ringcache node is a bug, whatever the replies were.
+panics="$(grep -l 'panicked at' "$WORK"/ringcache*.log "$WORK"/demo/*.log 2>/dev/null || true)"
+if [[ -n "$panics" ]]; then
+  echo "compat: a ringcache node panicked; see:" >&2
+  for log in $panics; do grep -A2 'panicked at' "$log" >&2; done
+  failed=$((failed + 1))
+  combine 1
+fi
+
+step "summary: redis part exit $redis_status, memcached part exit $mc_status, cluster part exit $demo_status, random part exit $random_status"
 echo "$passed passed, $failed failed"
 exit "$status"

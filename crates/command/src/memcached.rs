@@ -444,22 +444,35 @@ enum Arith {
     Refused(WriteError),
 }
 
-/// Parses a stored counter as memcached's `safe_strtoull` does: optional leading spaces and
-/// `+`, decimal digits, then the end or whitespace.
+/// Parses a stored counter as memcached's `safe_strtoull` does (C's `strtoull`, then its
+/// checks): leading whitespace, an optional `+` or `-`, decimal digits, then the end or a
+/// whitespace byte (C's `isspace`, vertical tab and form feed included). A `-` is refused
+/// unless the wrapped value stays below 2^63, as memcached's check of the sign does: `-0`
+/// is 0, `-5` is refused.
 fn parse_counter(value: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(value).ok()?.trim_start();
-    let text = text.strip_prefix('+').unwrap_or(text);
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let start = value.iter().position(|b| !is_space(b))?;
+    let mut text = &value[start..];
+    let negative = text.first() == Some(&b'-');
+    if matches!(text.first(), Some(b'+' | b'-')) {
+        text = &text[1..];
+    }
     let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
+        .iter()
+        .position(|b| !b.is_ascii_digit())
         .unwrap_or(text.len());
-    let rest_ok = text[digits_end..]
-        .chars()
-        .next()
-        .is_none_or(|c| c.is_ascii_whitespace());
-    if digits_end == 0 || !rest_ok {
+    if digits_end == 0 || !text.get(digits_end).is_none_or(is_space) {
         return None;
     }
-    text[..digits_end].parse().ok()
+    let magnitude: u64 = std::str::from_utf8(&text[..digits_end])
+        .ok()?
+        .parse()
+        .ok()?;
+    if !negative {
+        return Some(magnitude);
+    }
+    let wrapped = magnitude.wrapping_neg();
+    (wrapped < 1 << 63).then_some(wrapped)
 }
 
 /// What `ma` adds to a plain `incr`/`decr`.
@@ -792,7 +805,14 @@ fn meta_set(
                 }
             }
             let mut line = encode::meta(out, status);
-            let view = cas.map(|cas| ItemView {
+            // As memcached: `c` reports the new item's CAS, and 0 when nothing was stored
+            // (NS, NF, EX), whatever the item there holds.
+            let stored = if status == MetaStatus::Hd {
+                cas
+            } else {
+                Some(0)
+            };
+            let view = stored.map(|cas| ItemView {
                 cas,
                 flags: client_flags,
                 size: data.len(),
@@ -1034,7 +1054,14 @@ mod tests {
         assert_eq!(parse_counter(b"7 "), Some(7));
         assert_eq!(parse_counter(b"+5"), Some(5));
         assert_eq!(parse_counter(b"18446744073709551615"), Some(u64::MAX));
-        for bad in [&b""[..], b"x", b"-1", b"1x", b"18446744073709551616"] {
+        // Found by tests/compat/diff_random.py against memcached 1.6.
+        assert_eq!(parse_counter(b"-0"), Some(0));
+        assert_eq!(parse_counter(b"-00"), Some(0));
+        assert_eq!(parse_counter(b"3\x0b"), Some(3));
+        assert_eq!(parse_counter(b"\x0b3"), Some(3));
+        assert_eq!(parse_counter(b"3\xff\xfe"), None);
+        assert_eq!(parse_counter(b"3 \xff"), Some(3));
+        for bad in [&b""[..], b"x", b"-1", b"-", b"1x", b"18446744073709551616"] {
             assert_eq!(
                 parse_counter(bad),
                 None,

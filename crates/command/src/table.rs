@@ -238,6 +238,16 @@ pub fn lookup(name: &[u8]) -> Option<usize> {
     index().get(&*lower).copied()
 }
 
+/// Checks a command's argument count against the arity in its table entry.
+pub fn check_arity(spec: &CommandSpec, argc: usize) -> Result<(), Reply> {
+    let argc = argc as i64;
+    let arity = i64::from(spec.arity);
+    if (arity > 0 && argc != arity) || (arity < 0 && argc < -arity) {
+        return Err(errors::arity(spec.name));
+    }
+    Ok(())
+}
+
 /// Checks a command's argument count against its table entry: the arity, and for commands
 /// that take key-value pairs (a key step above 1, as `MSET`), that every key has its values.
 ///
@@ -245,11 +255,8 @@ pub fn lookup(name: &[u8]) -> Option<usize> {
 /// never index past the arguments, and a command refused here changes nothing anywhere
 /// (Redis refuses `MSET a 1 b` whole, with the arity error).
 pub fn check_args(spec: &CommandSpec, argc: usize) -> Result<(), Reply> {
+    check_arity(spec, argc)?;
     let argc = argc as i64;
-    let arity = i64::from(spec.arity);
-    if (arity > 0 && argc != arity) || (arity < 0 && argc < -arity) {
-        return Err(errors::arity(spec.name));
-    }
     if spec.first_key > 0 && spec.last_key < 0 && spec.step > 1 {
         let after_first = argc - i64::from(spec.first_key);
         if after_first % i64::from(spec.step) != 0 {
@@ -266,7 +273,9 @@ pub fn execute(node: &Node, session: &mut Session, args: &[Bytes]) -> Reply {
         return unknown(node, args);
     };
     let spec = &COMMANDS[i];
-    if let Err(reply) = check_args(spec, args.len()) {
+    // As Redis: the table's arity, then cluster routing (so an MSET over several slots gets
+    // -CROSSSLOT whatever its pairing), then the handler's own checks (MSET's pairs).
+    if let Err(reply) = check_arity(spec, args.len()) {
         return reply;
     }
     if let Some(hook) = node.cluster.get() {

@@ -778,9 +778,13 @@ impl Glue {
         always: bool,
     ) -> Option<Pending> {
         let spec = &command::COMMANDS[command::lookup(&args[0])?];
-        // Validate, then route: a command with the wrong arguments runs here, where dispatch
-        // refuses it whole, before anything is split or sent.
-        command::table::check_args(spec, args.len()).ok()?;
+        // Validate, then route: a command with the wrong arguments is refused whole here, as a
+        // standalone Redis refuses it, before anything is split or sent.
+        if let Err(refusal) = command::table::check_args(spec, args.len()) {
+            let mut out = BytesMut::new();
+            refusal.encode(protocol, &mut out);
+            return Some(Box::pin(async move { out.to_vec() }));
+        }
         let routes = self.routes();
         let positions: Vec<usize> = command::cluster::key_positions(spec, args.len()).collect();
         let first = *positions.first()?;
@@ -788,14 +792,16 @@ impl Glue {
             .iter()
             .map(|&p| self.target(&routes, &args[p], false))
             .collect();
-        if !always && targets.iter().all(|t| *t == Target::Local) {
+        let slots_differ = positions
+            .iter()
+            .any(|&p| store::key_slot(&args[p]) != store::key_slot(&args[first]));
+        // Keys of several slots are split even when this node owns them all: run here whole,
+        // the command would meet the cluster port's -CROSSSLOT.
+        if !always && !slots_differ && targets.iter().all(|t| *t == Target::Local) {
             return None;
         }
         let glue = self.clone();
         let version = protocol.version() as u8;
-        let slots_differ = positions
-            .iter()
-            .any(|&p| store::key_slot(&args[p]) != store::key_slot(&args[first]));
         if !slots_differ {
             let target = targets[0].clone();
             let args: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
@@ -928,8 +934,12 @@ fn memcache_keys(request: &memcache::Request) -> Vec<&Bytes> {
 
 /// Combines the replies of a multi-get's sub-requests into one reply whose hits follow the
 /// order of `keys`; `None` when a reply is not a well-formed run of VALUE blocks and END.
+///
+/// Each block the owners sent is answered once, at the place its key was asked for: a key named
+/// twice is answered twice only if its owner answered it twice (`gat -1 a a` expires `a` at
+/// the first hit, so memcached answers it once).
 fn gather_values(keys: Vec<&Bytes>, replies: &[Vec<u8>]) -> Option<Vec<u8>> {
-    let mut blocks: HashMap<&[u8], &[u8]> = HashMap::new();
+    let mut blocks: HashMap<&[u8], std::collections::VecDeque<&[u8]>> = HashMap::new();
     for reply in replies {
         let mut rest = reply.as_slice();
         while rest != b"END\r\n" {
@@ -943,13 +953,13 @@ fn gather_values(keys: Vec<&Bytes>, replies: &[Vec<u8>]) -> Option<Vec<u8>> {
             let len: usize = std::str::from_utf8(len).ok()?.parse().ok()?;
             let end = line_end.checked_add(2 + len + 2)?;
             let block = rest.get(..end)?;
-            blocks.entry(key).or_insert(block);
+            blocks.entry(key).or_default().push_back(block);
             rest = &rest[end..];
         }
     }
     let mut out = Vec::with_capacity(replies.iter().map(Vec::len).sum::<usize>());
     for key in keys {
-        if let Some(block) = blocks.get(key.as_ref()) {
+        if let Some(block) = blocks.get_mut(key.as_ref()).and_then(|b| b.pop_front()) {
             out.extend_from_slice(block);
         }
     }

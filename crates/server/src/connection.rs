@@ -247,13 +247,29 @@ impl Protocol for Memcache {
                 Ok(None) => return Step::NeedMore,
                 Err(err) => {
                     // As memcached: a value refused for its size also removes the old one, so
-                    // a stale value can't be read after a failed update.
+                    // a stale value can't be read after a failed update; in a cluster, on the
+                    // key's owner.
                     if let memcache::ParseError::TooLarge {
                         invalidate: Some(key),
                         ..
                     } = &err
                     {
-                        node.store.remove(key, node.clock.unix_ms());
+                        let delete = memcache::Request::Delete {
+                            key: key.clone(),
+                            noreply: true,
+                        };
+                        match self.cluster.as_ref().and_then(|g| g.plan_memcache(&delete)) {
+                            Some(pending) => {
+                                let reply = if err.noreply() { &b""[..] } else { err.wire() };
+                                return Step::Forward(Box::pin(async move {
+                                    let _ = pending.await;
+                                    reply.to_vec()
+                                }));
+                            }
+                            None => {
+                                node.store.remove(key, node.clock.unix_ms());
+                            }
+                        }
                     }
                     if !err.noreply() {
                         output.extend_from_slice(err.wire());
@@ -377,7 +393,15 @@ async fn serve_until_closed(
                 node.stats.net_input_bytes.fetch_add(n as u64, Relaxed);
                 account(&node, &client, &input, &output);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // A readiness with nothing to read (a new socket starts out readable to
+                // tokio): don't keep the chunk reserved for it, or every idle connection
+                // holds 16 KB.
+                if input.is_empty() {
+                    input = BytesMut::new();
+                }
+                continue;
+            }
             Err(_) => return Close::Io,
         }
         protocol.refresh(&node);

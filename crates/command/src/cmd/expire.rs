@@ -49,12 +49,13 @@ fn parse_flags(args: &[Bytes]) -> Result<Flags, Reply> {
 }
 
 fn expire_generic(ctx: &mut Ctx<'_>, args: &[Bytes], unit: ExpiryUnit, command: &str) -> Reply {
-    let amount = match int_arg(&args[2]) {
-        Ok(n) => n,
-        Err(reply) => return reply,
-    };
+    // As Redis: the options are checked before the amount is read.
     let flags = match parse_flags(&args[3..]) {
         Ok(f) => f,
+        Err(reply) => return reply,
+    };
+    let amount = match int_arg(&args[2]) {
+        Ok(n) => n,
         Err(reply) => return reply,
     };
     let now = ctx.now_ms;

@@ -60,6 +60,8 @@ pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     // Which expiry option was given: a unit, or None for KEEPTTL.
     let mut expiry_option: Option<Option<ExpiryUnit>> = None;
     let mut want_old = false;
+    // Where the amount of the expiry option is (the last one given wins).
+    let mut amount_at = None;
     let mut i = 3;
     while i < args.len() {
         let opt = &args[i];
@@ -77,16 +79,21 @@ pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             let Some(unit) = unit else {
                 return errors::syntax();
             };
-            match deadline_ms(&args[i + 1], unit, ctx.now_ms, "set") {
-                Ok(at) => expiry = SetExpiry::At(at),
-                Err(reply) => return reply,
-            }
+            // The amount is read once every option has been checked: as in Redis, a syntax
+            // error anywhere wins over a bad number.
+            amount_at = Some(i + 1);
             expiry_option = Some(Some(unit));
             i += 1;
         } else {
             return errors::syntax();
         }
         i += 1;
+    }
+    if let (Some(at), Some(Some(unit))) = (amount_at, expiry_option) {
+        match deadline_ms(&args[at], unit, ctx.now_ms, "set") {
+            Ok(at) => expiry = SetExpiry::At(at),
+            Err(reply) => return reply,
+        }
     }
     let now = ctx.now_ms;
     let value = args[2].clone();
