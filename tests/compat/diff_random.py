@@ -1,15 +1,6 @@
 #!/usr/bin/env python3
 """Differential random-sequence test: ringcache against redis-server and memcached.
 
-STATUS (issue 13, still open): not yet part of scripts/test.sh. Its first runs found about
-130 failing sequences in 1,500 over the five entry points (memcached `ms ... c` answering
-`NS` without `c0`, `mg ... q` answering a hit's `HD` that memcached suppresses, SETRANGE and
-INCRBYFLOAT edge cases, cluster-mode differences); each is to be fixed or listed in
-known_differences_random.toml with its reason before the short run joins the test command.
-Run it on demand:
-
-    python3 tests/compat/diff_random.py --ringcache-bin "$PWD/target/debug/ringcache" [--seed N] [--long]
-
 Seeded random sequences of commands (good and bad: wrong arity, malformed options,
 non-numbers, huge numbers, binary and empty values, values up to 4 KB) over a small keyspace
 of 40 keys (some sharing the hash tags {t1} and {t2}, so multi-key commands can stay in one
