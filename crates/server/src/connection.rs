@@ -8,16 +8,17 @@
 //!      └──────────────── one write of all replies <──────────┘
 //! ```
 //!
-//! Memory per client is bounded: the read buffer holds at most one incomplete request (the
-//! parser checks every length against the limits before reserving), and replies are flushed
-//! whenever 64 KB accumulate, so a client pipelining 100 MB without reading its replies
-//! stalls its own connection (TCP backpressure) instead of growing the server. A write that
-//! makes no progress for `client-write-timeout` seconds, or a single reply larger than
-//! `client-output-buffer-limit`, disconnects the client. A connection that has sent nothing
-//! holds no buffers (they are allocated when the socket first becomes readable); afterwards it
-//! keeps one read chunk (16 KB) and its last reply buffer, and buffers grown beyond 64 KB by a
-//! large request or reply are kept while the client stays busy and released once it pauses
-//! for 500 ms.
+//! Memory per client is bounded: nothing is reserved for a length a client declares, the read
+//! buffer grows with the bytes that arrive (a connection starts with 2 KB and takes 16 KB
+//! chunks once it has used one up), and replies are flushed whenever 64 KB accumulate, so a
+//! client pipelining 100 MB without reading its replies stalls its own connection (TCP
+//! backpressure) instead of growing the server. A write that makes no progress for
+//! `client-write-timeout` seconds, or a single reply larger than `client-output-buffer-limit`,
+//! disconnects the client. Every connection's buffers count against the node-wide
+//! `maxmemory-clients` while they hold a partial request or unsent replies; over it, the
+//! largest are evicted first (`Node::account_client_buffers`). A connection that has sent
+//! nothing holds no buffers; large buffers, and the room around a stalled partial request,
+//! are released once the client has been quiet for 500 ms.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -36,6 +37,10 @@ use crate::cluster::Glue;
 const FLUSH_AT_BYTES: usize = 64 * 1024;
 /// Bytes requested per read.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// The first buffer of a connection (and of one whose buffers were released).
+const FIRST_READ_BYTES: usize = 2 * 1024;
+/// Below this much free room, the buffer grows before a read.
+const MIN_READ_ROOM_BYTES: usize = 512;
 /// Buffers larger than this are released when the client pauses for [`SHRINK_AFTER_IDLE`].
 const KEEP_BUFFER_BYTES: usize = 64 * 1024;
 /// How long a client must be quiet before its large buffers are released.
@@ -354,8 +359,11 @@ async fn serve_until_closed(
         let idle_secs = node.settings.idle_timeout_secs.load(Relaxed);
         // Buffers a large request or reply needed are kept while the client is busy (a client
         // writing 1 MB values reuses them) and given back once it pauses.
-        let holding_big =
-            input.capacity() > KEEP_BUFFER_BYTES || output.capacity() > KEEP_BUFFER_BYTES;
+        // So is the room around a partial request that has stalled (a client that declared
+        // a large value and sends it slowly, or never).
+        let holding_big = input.capacity() > KEEP_BUFFER_BYTES
+            || output.capacity() > KEEP_BUFFER_BYTES
+            || (!input.is_empty() && input.capacity() > 2 * input.len() + FIRST_READ_BYTES);
         let readable = async {
             if idle_secs == 0 {
                 Ok(stream.readable().await)
@@ -384,8 +392,14 @@ async fn serve_until_closed(
                 continue;
             }
         }
-        if input.capacity() - input.len() < READ_CHUNK_BYTES / 4 {
-            input.reserve(READ_CHUNK_BYTES);
+        if input.capacity() - input.len() < MIN_READ_ROOM_BYTES {
+            // A connection starts with a small buffer and gets full chunks once it has used
+            // one up: one that sends little (or declares a lot and stalls) holds little.
+            input.reserve(if input.capacity() == 0 {
+                FIRST_READ_BYTES
+            } else {
+                READ_CHUNK_BYTES
+            });
         }
         match read_drained(&stream, &mut input) {
             Ok(0) => return Close::Client,
