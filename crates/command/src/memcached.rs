@@ -446,7 +446,7 @@ enum Arith {
 
 /// Parses a stored counter as memcached's `safe_strtoull` does (C's `strtoull`, then its
 /// checks): leading whitespace, an optional `+` or `-`, decimal digits, then the end or a
-/// whitespace byte (C's `isspace`, vertical tab and form feed included). A `-` is refused
+/// whitespace or NUL byte (C's `isspace`, vertical tab and form feed included). A `-` is refused
 /// unless the wrapped value stays below 2^63, as memcached's check of the sign does: `-0`
 /// is 0, `-5` is refused.
 fn parse_counter(value: &[u8]) -> Option<u64> {
@@ -461,7 +461,8 @@ fn parse_counter(value: &[u8]) -> Option<u64> {
         .iter()
         .position(|b| !b.is_ascii_digit())
         .unwrap_or(text.len());
-    if digits_end == 0 || !text.get(digits_end).is_none_or(is_space) {
+    // strtoull stops at a NUL byte as at the end of the string.
+    if digits_end == 0 || !text.get(digits_end).is_none_or(|b| *b == 0 || is_space(b)) {
         return None;
     }
     let magnitude: u64 = std::str::from_utf8(&text[..digits_end])
@@ -1061,6 +1062,7 @@ mod tests {
         assert_eq!(parse_counter(b"\x0b3"), Some(3));
         assert_eq!(parse_counter(b"3\xff\xfe"), None);
         assert_eq!(parse_counter(b"3 \xff"), Some(3));
+        assert_eq!(parse_counter(b"3\x00\x0c3e"), Some(3));
         for bad in [&b""[..], b"x", b"-1", b"-", b"1x", b"18446744073709551616"] {
             assert_eq!(
                 parse_counter(bad),
