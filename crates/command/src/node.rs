@@ -130,7 +130,7 @@ pub struct ClientInfo {
     pub protocol: AtomicU8,
     /// Name, library name and version set by `CLIENT SETNAME` / `CLIENT SETINFO`.
     pub names: Mutex<ClientNames>,
-    /// Bytes its query and output buffers hold (`CLIENT LIST tot-mem`), as last reported by
+    /// Bytes its query and output buffers hold, as last reported by
     /// its connection through [`Node::account_client_buffers`].
     pub buffer_bytes: AtomicUsize,
     /// Cancelled to disconnect the client (the node's client buffer budget evicted it).
@@ -421,4 +421,46 @@ pub fn rss_bytes() -> usize {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
         .map_or(0, |pages| pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+
+    fn client(node: &Node, port: u16) -> Arc<ClientInfo> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        node.register_client(addr, addr).expect("room for a client")
+    }
+
+    #[test]
+    fn over_the_client_budget_the_largest_buffers_go_first_issue_13() {
+        let node = crate::invariants::node();
+        node.settings.max_client_memory_bytes.store(1000, Relaxed);
+        let small = client(&node, 1);
+        let big = client(&node, 2);
+        let bigger = client(&node, 3);
+        node.account_client_buffers(&small, 100);
+        node.account_client_buffers(&big, 500);
+        assert_eq!(
+            node.stats.clients_evicted.load(Relaxed),
+            0,
+            "600 of 1000 fit"
+        );
+        node.account_client_buffers(&bigger, 700);
+        // 1,300 > 1,000: evicting the 700 brings the rest (600) under the budget.
+        assert!(bigger.kill.is_cancelled());
+        assert!(!big.kill.is_cancelled() && !small.kill.is_cancelled());
+        assert_eq!(node.stats.clients_evicted.load(Relaxed), 1);
+        // The evicted connection reports its buffers gone when it closes.
+        node.account_client_buffers(&bigger, 0);
+        assert_eq!(node.stats.client_buffer_bytes.load(Relaxed), 600);
+        // Growing within the budget evicts nobody; 0 turns the budget off.
+        node.account_client_buffers(&small, 400);
+        assert_eq!(node.stats.clients_evicted.load(Relaxed), 1);
+        node.settings.max_client_memory_bytes.store(0, Relaxed);
+        node.account_client_buffers(&small, 1 << 30);
+        assert!(!small.kill.is_cancelled());
+    }
 }

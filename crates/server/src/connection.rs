@@ -380,7 +380,9 @@ async fn serve_until_closed(
                 Ok(Err(_)) => return Close::Io,
                 Ok(Ok(())) => {}
             },
-            _ = tokio::time::sleep(SHRINK_AFTER_IDLE), if holding_big => {
+            // In an async block: select! builds every branch's future, and a Sleep read the
+            // clock on every request even when this branch is off.
+            _ = async { tokio::time::sleep(SHRINK_AFTER_IDLE).await }, if holding_big => {
                 // Quiet: keep only what a partial request needs (the output is flushed).
                 input = if input.is_empty() {
                     BytesMut::new()
@@ -409,8 +411,8 @@ async fn serve_until_closed(
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 // A readiness with nothing to read (a new socket starts out readable to
-                // tokio): don't keep the chunk reserved for it, or every idle connection
-                // holds 16 KB.
+                // tokio): don't keep the buffer reserved for it, or every idle connection
+                // holds one.
                 if input.is_empty() {
                     input = BytesMut::new();
                 }
