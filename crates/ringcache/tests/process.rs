@@ -73,6 +73,12 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A panic in the node fails the test (unless the test read the log itself).
+        if let (Some(mut stderr), false) = (self.child.stderr.take(), std::thread::panicking()) {
+            let mut log = String::new();
+            let _ = stderr.read_to_string(&mut log);
+            assert!(!log.contains("panicked at"), "the node panicked:\n{log}");
+        }
     }
 }
 
