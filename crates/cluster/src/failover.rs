@@ -64,13 +64,16 @@ pub struct Timing {
     pub quorum_fresh_ms: u64,
 }
 
+/// The default write lease, in ms: how long a primary may accept writes after its last grant.
+pub const DEFAULT_LEASE_MS: u64 = 400;
+
 impl Default for Timing {
     fn default() -> Self {
         Timing {
             ping_ms: 50,
             grant_while_acked_ms: 150,
             suspect_ms: 300,
-            lease_ms: 400,
+            lease_ms: DEFAULT_LEASE_MS,
             drift_margin_ms: 100,
             quorum_fresh_ms: 200,
         }

@@ -102,7 +102,11 @@ fn call(s: &mut TcpStream, line: &str) -> String {
 }
 
 fn info_field(s: &mut TcpStream, field: &str) -> u64 {
-    let info = call(s, "INFO memory");
+    info_section_field(s, "memory", field)
+}
+
+fn info_section_field(s: &mut TcpStream, section: &str, field: &str) -> u64 {
+    let info = call(s, &format!("INFO {section}"));
     let line = info
         .lines()
         .find(|l| l.starts_with(field))
@@ -140,8 +144,12 @@ fn sigterm_shuts_down_gracefully_and_exits_zero() {
         .expect("log");
     assert!(log.contains("shutting down"), "{log}");
     // The open client sees its connection closed.
+    // Closed by the node's graceful shutdown (a FIN, read as 0), not reset by a dying process.
     let mut buf = [0u8; 16];
-    assert_eq!(c.read(&mut buf).unwrap_or(0), 0);
+    assert!(
+        matches!(c.read(&mut buf), Ok(0)),
+        "the connection was not closed cleanly"
+    );
 }
 
 #[test]
@@ -149,13 +157,18 @@ fn sigint_also_shuts_down() {
     let mut node = Node::spawn(&[], &[]);
     node.signal("INT");
     let started = Instant::now();
-    while node.child.try_wait().expect("wait").is_none() {
+    let status = loop {
+        if let Some(status) = node.child.try_wait().expect("wait") {
+            break status;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "node ignored SIGINT"
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    // A clean stop, not death by the signal (issue 14: the exit status was never checked).
+    assert!(status.success(), "SIGINT: {status}");
 }
 
 #[test]
@@ -237,8 +250,8 @@ fn a_million_keys_with_one_second_ttl_expire_back_to_the_baseline() {
     drain.join().expect("all SETs answered +OK");
     let loaded = Instant::now();
     eprintln!("loaded {total} keys in {:?}", loaded - started);
+    // Not asserted: in a slow (debug) build the first keys may have expired by now.
     let peak = info_field(&mut c, "used_memory:");
-    assert!(peak > 0 || loaded - started > Duration::from_secs(1));
     // The last key expires 1 s after it was written; "a few seconds" after that, all is back.
     let deadline = loaded + Duration::from_secs(1 + 4);
     loop {
@@ -257,4 +270,11 @@ fn a_million_keys_with_one_second_ttl_expire_back_to_the_baseline() {
         loaded.elapsed()
     );
     assert_eq!(call(&mut c, "DBSIZE"), ":0");
+    // Every key was stored and then expired (not refused, not evicted): the expiry counter says
+    // so whatever the build's speed (issue 14: the peak check above was off in debug builds).
+    assert_eq!(
+        info_section_field(&mut c, "stats", "expired_keys:"),
+        total as u64
+    );
+    assert_eq!(info_section_field(&mut c, "stats", "evicted_keys:"), 0);
 }

@@ -433,12 +433,32 @@ async fn values_up_to_the_limit_round_trip_byte_exact() {
 async fn keys_with_short_ttls_vanish_on_time() {
     let server = start().await;
     let mut raw = Raw::connect(&server).await;
+    use std::time::{Duration, Instant};
+    // Waits on the condition, with a bound, instead of sleeping a fixed time (issue 14).
+    let set_at = Instant::now();
     raw.roundtrip(&cmd(&[b"SET", b"t", b"v", b"PX", b"100"]), b"+OK\r\n")
         .await;
-    raw.roundtrip(&cmd(&[b"GET", b"t"]), b"$1\r\nv\r\n").await;
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    raw.roundtrip(&cmd(&[b"GET", b"t"]), b"$-1\r\n").await;
+    let get = cmd(&[b"GET", b"t"]);
+    loop {
+        raw.send(&get).await;
+        let reply = raw.read_exact_len(5).await;
+        if reply == b"$-1\r\n" {
+            break;
+        }
+        assert_eq!(reply, b"$1\r\nv");
+        assert_eq!(raw.read_exact_len(2).await, b"\r\n");
+        assert!(
+            set_at.elapsed() < Duration::from_secs(2),
+            "t outlived its 100 ms TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        set_at.elapsed() >= Duration::from_millis(100),
+        "t expired early"
+    );
     // The active cycle reclaims keys nobody reads.
+    let set_at = Instant::now();
     for i in 0..100 {
         raw.roundtrip(
             &cmd(&[b"SET", format!("x{i}").as_bytes(), b"v", b"PX", b"50"]),
@@ -446,8 +466,14 @@ async fn keys_with_short_ttls_vanish_on_time() {
         )
         .await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert_eq!(server.node.store.stats().keys, 0);
+    while server.node.store.stats().keys > 0 {
+        assert!(
+            set_at.elapsed() < Duration::from_secs(2),
+            "{} keys not reclaimed 2 s after their 50 ms TTL",
+            server.node.store.stats().keys
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]

@@ -20,8 +20,9 @@ use crate::net::Partitions;
 use crate::node::{Cluster, Topology};
 use crate::resp::{Conn, Reply};
 
-/// The write lease a primary holds after its last grant (the node's default), in ms.
-pub const LEASE_MS: u64 = 400;
+/// The write lease a primary holds after its last grant (the node's default), in ms: imported,
+/// so a change of the node's lease can't leave the checker on the old one.
+pub use cluster::failover::DEFAULT_LEASE_MS as LEASE_MS;
 
 /// How far a node's millisecond clocks (wall and monotonic, truncated) may put a lease's end
 /// past the exact time.
