@@ -43,12 +43,26 @@ if promtool check rules "$broken/alerts.yml" >/dev/null 2>&1; then
 fi
 
 echo "grafana: deploy/grafana/ringcache.json"
-python3 - <<'PY'
-import json
-d = json.load(open("deploy/grafana/ringcache.json"))
+# The check, then the check shown a broken copy (a panel whose query is empty), which it must
+# refuse (issue 14: it was never shown one).
+grafana_check() {
+python3 - "$1" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
 assert d["panels"], "no panels"
 for p in d["panels"]:
-    assert p["targets"] and all(t["expr"] for t in p["targets"]), p["title"]
+    assert p["targets"] and all(t["expr"].strip() for t in p["targets"]), p["title"]
 PY
+}
+grafana_check deploy/grafana/ringcache.json
+python3 - "$broken/ringcache.json" <<'PY'
+import json, sys
+d = json.load(open("deploy/grafana/ringcache.json"))
+d["panels"][-1]["targets"][0]["expr"] = ""
+json.dump(d, open(sys.argv[1], "w"))
+PY
+if grafana_check "$broken/ringcache.json" >/dev/null 2>&1; then
+    echo "the Grafana check accepted a broken dashboard" >&2; exit 1
+fi
 
 echo "deploy files valid"
