@@ -25,12 +25,7 @@ impl Drop for Demo {
         if std::thread::panicking() {
             return;
         }
-        let logs = std::fs::read_dir(&self.dir).into_iter().flatten().flatten();
-        let panics: Vec<String> = logs
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "log"))
-            .flat_map(|p| testkit::node::panics_in_log(&p))
-            .collect();
+        let panics = testkit::node::panics_in_dir(&self.dir);
         assert!(
             panics.is_empty(),
             "a demo node panicked:\n{}",

@@ -433,40 +433,13 @@ async fn serve_until_closed(
                         );
                         return Close::OutputLimit;
                     }
-                    if output.len() >= FLUSH_AT_BYTES {
-                        if let Err(close) = flush(
-                            &node,
-                            &client,
-                            &mut stream,
-                            &input,
-                            &mut output,
-                            write_timeout,
-                        )
-                        .await
-                        {
-                            return close;
-                        }
-                    }
                 }
                 Step::Forward(pending) => {
                     let reply = pending.await;
                     output.extend_from_slice(&reply);
-                    if output.len() >= FLUSH_AT_BYTES {
-                        if let Err(close) = flush(
-                            &node,
-                            &client,
-                            &mut stream,
-                            &input,
-                            &mut output,
-                            write_timeout,
-                        )
-                        .await
-                        {
-                            return close;
-                        }
-                    }
                 }
                 Step::Hold(until_resumed) => {
+                    // Whatever is pending goes out before the wait.
                     if !output.is_empty() {
                         if let Err(close) = flush(
                             &node,
@@ -489,6 +462,21 @@ async fn serve_until_closed(
                 }
                 Step::NeedMore => break None,
                 Step::Close(close) => break Some(close),
+            }
+            // Replies go out whenever 64 KB are pending, after a handled or forwarded request.
+            if output.len() >= FLUSH_AT_BYTES {
+                if let Err(close) = flush(
+                    &node,
+                    &client,
+                    &mut stream,
+                    &input,
+                    &mut output,
+                    write_timeout,
+                )
+                .await
+                {
+                    return close;
+                }
             }
         };
         if !output.is_empty() {

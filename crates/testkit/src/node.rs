@@ -219,6 +219,16 @@ impl Drop for Node {
     }
 }
 
+/// The panics reported in every `*.log` file of `dir` (a `ringcache demo` dir holds one log
+/// per node), as [`panics_in_log`] finds them.
+pub fn panics_in_dir(dir: &Path) -> Vec<String> {
+    let logs = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    logs.map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .flat_map(|p| panics_in_log(&p))
+        .collect()
+}
+
 /// The lines of a node's log that report a panic (the standard hook's `panicked at`), each
 /// with the line after it (the message).
 pub fn panics_in_log(log: &Path) -> Vec<String> {
